@@ -1,0 +1,52 @@
+# hmba_toolkit: two commands on a fresh machine (only python3 needed beforehand).
+#   make demo   execute every numbered notebook on the embedded demo release -> build/
+#   make test   unit tests + nbval regression checks of the notebooks
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+# deterministic kernels (thread counts and hashing change floating-point sums)
+export PYTHONHASHSEED := 0
+export OMP_NUM_THREADS := 1
+export NUMBA_NUM_THREADS := 1
+export MPLBACKEND := Agg
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: demo test env data clean lock
+
+env: $(STAMP)
+
+$(STAMP): binder/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r binder/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+data: $(STAMP)
+	$(BIN)/python -m hmba_toolkit.datasets
+
+demo: data
+	mkdir -p build/executed build/html
+	set -e; for nb in $(NOTEBOOKS); do \
+	  name=$$(basename $$nb); \
+	  echo "== $$name"; \
+	  $(BIN)/papermill $$nb build/executed/$$name --cwd notebooks -k python3 --execution-timeout 600 --no-progress-bar; \
+	  $(BIN)/jupyter nbconvert --to html --output-dir build/html build/executed/$$name --log-level WARN; \
+	done
+	@echo "executed notebooks in build/executed, HTML in build/html"
+
+test: data
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+lock:
+	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
+	build/lockenv/bin/pip install --quiet -e ".[notebooks,test]"
+	{ echo "# Exact pins: the reference environment (make demo/test, Binder, committed notebook outputs)."; \
+	  echo "# Regenerate with: make lock"; \
+	  build/lockenv/bin/pip freeze --exclude-editable --all | grep -v -E '^(pip|hmba.toolkit)=='; } > binder/requirements.txt
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,17 @@
+"""hmba_toolkit: analysis of the Allen Institute's brain gene-expression atlases.
+
+Modules
+-------
+io
+    Loaders: the ABC atlas cache (HMBA-BG), h5ad subsets, AHBA donor folders, mouse ISH
+    grids and ontology, Allen RMA queries, BrainSpan.
+datasets
+    The embedded demo release in the real Allen layouts.
+errors
+    The exceptions raised on bad input.
+"""
+
+from . import datasets, errors, io
+
+__version__ = "0.1.0"
+__all__ = ["datasets", "errors", "io", "__version__"]

@@ -1,0 +1,117 @@
+"""Embedded demo data in the real Allen layouts, generated on first use.
+
+:func:`fetch_demo` returns the root of a local mirror of the Allen Brain Cell atlas
+bucket holding every HMBA-BG directory (the three per-species 10X sets, the aligned
+set, the taxonomy, and the MERSCOPE/Xenium spatial sets) with a release manifest whose
+sizes and md5 hashes match the files, so :class:`hmba_toolkit.io.AbcCache` reads it
+exactly as it reads the real bucket. The ground truth planted in the simulation is
+written beside it (:func:`demo_ground_truth`).
+
+The data are generated deterministically (fixed seed) into the user cache directory,
+``$HMBA_TOOLKIT_DATA`` when set, else ``$XDG_CACHE_HOME/hmba_toolkit`` (``~/.cache/hmba_toolkit``).
+Generation happens once, in a temporary folder that is renamed into place when complete,
+under a file lock so parallel processes do not race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["fetch_demo", "demo_ground_truth", "data_home", "DEMO_VERSION"]
+
+#: Bump when the demo's content changes on purpose; the cache folder is keyed by it.
+DEMO_VERSION = "1"
+
+
+def data_home() -> Path:
+    """The folder demo data are generated into (``$HMBA_TOOLKIT_DATA`` or the user cache)."""
+    env = os.environ.get("HMBA_TOOLKIT_DATA")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hmba_toolkit"
+
+
+def _source_fingerprint(*modules: str) -> str:
+    """Hash of the generator sources and shipped tables: a changed generator regenerates."""
+    digest = hashlib.sha256(DEMO_VERSION.encode())
+    pkg = resources.files("hmba_toolkit.datasets")
+    for name in modules:
+        digest.update(pkg.joinpath(name).read_bytes())
+    for item in sorted(pkg.joinpath("data").iterdir(), key=lambda p: p.name):
+        if item.is_file():
+            digest.update(item.name.encode())
+            digest.update(item.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _materialize(name: str, modules: tuple[str, ...], build: Callable[[Path], None]) -> Path:
+    """Return ``data_home()/demo-v<N>/<name>``, building it atomically when missing or stale."""
+    top = data_home() / f"demo-v{DEMO_VERSION}"
+    final = top / name
+    stamp = final / ".complete"
+    fingerprint = _source_fingerprint(*modules)
+    if stamp.exists() and stamp.read_text() == fingerprint:
+        return final
+    with _locked(top / f".{name}.lock"):
+        if stamp.exists() and stamp.read_text() == fingerprint:
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=top))
+        try:
+            build(tmp)
+            (tmp / ".complete").write_text(fingerprint)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final
+
+
+def _build_abc(tmp: Path) -> None:
+    from . import _abc_demo
+
+    _abc_demo.generate(tmp / "abc_atlas", tmp / "ground_truth")
+
+
+def fetch_demo() -> Path:
+    """Root of the demo mirror of the ABC atlas bucket (HMBA-BG), generated on first call.
+
+    Returns
+    -------
+    pathlib.Path
+        A folder holding ``releases/20251031/manifest.json``, ``metadata/...``,
+        ``expression_matrices/...`` and ``image_volumes/...`` exactly as in the bucket.
+
+    Examples
+    --------
+    >>> root = fetch_demo()
+    >>> sorted(p.name for p in (root / "releases").iterdir())
+    ['20251031']
+    """
+    return _materialize("hmba", ("_abc_demo.py",), _build_abc) / "abc_atlas"
+
+
+def demo_ground_truth() -> Path:
+    """Folder of the ground truth planted in the demo release (programs, effects, patches)."""
+    return fetch_demo().parent / "ground_truth"

@@ -1,0 +1,44 @@
+"""Exceptions raised by hmba_toolkit.
+
+Every error the toolkit raises on bad input derives from :class:`HmbaToolkitError`
+and names the file, column or parameter at fault, so a user can catch one class
+and still read a precise message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HmbaToolkitError",
+    "DataFormatError",
+    "ManifestError",
+    "DownloadError",
+    "OfflineError",
+    "IntegrityError",
+]
+
+
+class HmbaToolkitError(Exception):
+    """Base class of every error raised by hmba_toolkit."""
+
+
+class DataFormatError(HmbaToolkitError, ValueError):
+    """A file does not have the layout, columns or values its format requires."""
+
+
+class ManifestError(HmbaToolkitError, KeyError):
+    """A release manifest is malformed, or lacks the directory or file asked for."""
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DownloadError(HmbaToolkitError, OSError):
+    """A download failed (HTTP error, truncated transfer, too many retries)."""
+
+
+class OfflineError(DownloadError):
+    """The server could not be reached at all (no network, DNS failure, refused)."""
+
+
+class IntegrityError(DownloadError):
+    """A downloaded file's size or md5 does not match its manifest entry."""

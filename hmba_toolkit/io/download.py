@@ -1,0 +1,214 @@
+"""Verified, resumable, atomic HTTP downloads (the transport under :class:`AbcCache`).
+
+Files are fetched over plain HTTPS from the public bucket (the manifest's ``url``
+field). A transfer is written to a stable partial file beside the target
+(``.<name>.part``); after a dropped connection the next attempt resumes from the
+partial file's size with an HTTP ``Range`` request. Only a file whose size and md5
+match the manifest is moved to its final name (``os.replace``, atomic on POSIX), so
+nothing half-written ever appears under a final name.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import requests
+from tqdm.auto import tqdm
+
+from .._files import md5sum
+from ..errors import DownloadError, IntegrityError, OfflineError
+
+__all__ = ["download_file", "fetch_bytes", "list_bucket_prefixes", "partial_path"]
+
+_CHUNK = 1 << 20
+_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def partial_path(dest: str | os.PathLike) -> Path:
+    """Where an unfinished download of ``dest`` is kept between attempts."""
+    dest = Path(dest)
+    return dest.with_name(f".{dest.name}.part")
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    return (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.Timeout,
+    )
+
+
+def fetch_bytes(url: str, *, timeout: float = 30.0, session: requests.Session | None = None) -> bytes:
+    """GET a small resource (a manifest, a listing) and return its body.
+
+    Raises
+    ------
+    OfflineError
+        When the host cannot be reached.
+    DownloadError
+        On an HTTP error status.
+    """
+    http = session or requests
+    try:
+        resp = http.get(url, timeout=timeout)
+    except _connection_errors() as exc:
+        raise OfflineError(
+            f"cannot reach {url}: {exc.__class__.__name__}. Are you offline? "
+            "Files already in the cache can still be read with AbcCache(root, base_url=None)."
+        ) from exc
+    if resp.status_code != 200:
+        raise DownloadError(f"GET {url} returned HTTP {resp.status_code}")
+    return resp.content
+
+
+def list_bucket_prefixes(base_url: str, prefix: str, *, timeout: float = 30.0) -> list[str]:
+    """List the keys and sub-prefixes under ``prefix`` of an S3 bucket served over HTTP.
+
+    Uses the S3 ``ListObjectsV2`` REST call (``?list-type=2&prefix=...&delimiter=/``),
+    which the public Allen bucket answers without credentials; follows continuation
+    tokens. Returns keys and common prefixes, sorted.
+    """
+    base_url = base_url.rstrip("/") + "/"
+    found: list[str] = []
+    token = None
+    with requests.Session() as session:
+        while True:
+            params = {"list-type": "2", "prefix": prefix, "delimiter": "/"}
+            if token:
+                params["continuation-token"] = token
+            req = requests.Request("GET", base_url, params=params).prepare()
+            body = fetch_bytes(req.url, timeout=timeout, session=session)
+            try:
+                root = ET.fromstring(body)
+            except ET.ParseError as exc:
+                raise DownloadError(f"{req.url}: not an S3 ListObjectsV2 answer ({exc})") from exc
+            for node in root.iter():
+                tag = node.tag.replace(_S3_NS, "")
+                if tag in ("Key", "Prefix") and node.text and node.text != prefix:
+                    found.append(node.text)
+            truncated = root.findtext(f"{_S3_NS}IsTruncated") or root.findtext("IsTruncated")
+            token = root.findtext(f"{_S3_NS}NextContinuationToken") or root.findtext("NextContinuationToken")
+            if truncated != "true" or not token:
+                break
+    return sorted(set(found))
+
+
+def download_file(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    size: int | None = None,
+    md5: str | None = None,
+    progress: bool = True,
+    max_attempts: int = 5,
+    timeout: float = 60.0,
+    chunk_size: int = _CHUNK,
+) -> Path:
+    """Download ``url`` to ``dest``, resuming after dropped connections, verifying size and md5.
+
+    Parameters
+    ----------
+    url
+        Source address (``http(s)://``).
+    dest
+        Final local path. It appears only once the file is complete and verified.
+    size, md5
+        Expected byte count and md5 hex digest (from the manifest). A mismatch after
+        a complete transfer discards the partial file, retries once from scratch and
+        then raises :class:`~hmba_toolkit.errors.IntegrityError`.
+    progress
+        Show a tqdm progress bar.
+    max_attempts
+        Attempts in total; each after a dropped connection resumes with ``Range``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
+
+    Examples
+    --------
+    >>> download_file("https://example.org/x.csv", "x.csv", size=10, md5="...")  # doctest: +SKIP
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = partial_path(dest)
+    integrity_retries = 1
+    last_error: BaseException | None = None
+    state = {"reached_server": False}
+    attempt = 0
+    with requests.Session() as session:
+        while attempt < max_attempts:
+            attempt += 1
+            offset = part.stat().st_size if part.exists() else 0
+            if size is not None and offset > size:
+                part.unlink()
+                offset = 0
+            if size is not None and offset == size:
+                complete = True
+            else:
+                try:
+                    complete = _transfer(session, url, part, offset, size, progress, timeout, chunk_size, state)
+                except _connection_errors() as exc:
+                    last_error = exc
+                    continue
+            if not complete:
+                continue
+            got = part.stat().st_size
+            if size is not None and got != size:
+                last_error = IntegrityError(f"{dest.name}: got {got} bytes, manifest says {size}")
+                part.unlink()
+                continue
+            if md5 is not None:
+                actual = md5sum(part)
+                if actual != md5:
+                    part.unlink()
+                    if integrity_retries > 0:
+                        integrity_retries -= 1
+                        attempt = min(attempt, max_attempts - 1)
+                        continue
+                    raise IntegrityError(
+                        f"{url}: md5 of the downloaded file is {actual}, the manifest says {md5}; "
+                        f"the partial file was removed and {dest} was not written"
+                    )
+            os.replace(part, dest)
+            return dest
+    if not state["reached_server"] and isinstance(last_error, requests.exceptions.ConnectionError):
+        raise OfflineError(
+            f"cannot download {url}: the server is unreachable ({last_error.__class__.__name__}). "
+            f"Are you offline? Nothing was written to {dest}."
+        ) from last_error
+    raise DownloadError(
+        f"download of {url} failed after {max_attempts} attempts ({last_error!r}); "
+        f"the partial file {part.name} is kept and the next call resumes from it"
+    ) from last_error
+
+
+def _transfer(session, url, part: Path, offset: int, size, progress, timeout, chunk_size, state) -> bool:
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    with session.get(url, headers=headers, stream=True, timeout=timeout) as resp:
+        state["reached_server"] = True
+        if resp.status_code == 416 and offset:
+            part.unlink()  # our partial file is not a prefix of the remote file
+            return False
+        if resp.status_code not in (200, 206):
+            raise DownloadError(f"GET {url} returned HTTP {resp.status_code}")
+        mode = "ab" if resp.status_code == 206 and offset else "wb"
+        start = offset if mode == "ab" else 0
+        bar = tqdm(
+            total=size,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=Path(url).name,
+            disable=not progress,
+            leave=False,
+        )
+        with bar, open(part, mode) as fh:
+            for block in resp.iter_content(chunk_size=chunk_size):
+                fh.write(block)
+                bar.update(len(block))
+    return True

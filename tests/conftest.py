@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _http import BucketServer  # noqa: E402
+
+from hmba_toolkit.datasets import fetch_demo  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def demo_root() -> Path:
+    return fetch_demo()
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.fail(f"the shared fixtures are missing: expected {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture
+def bucket(demo_root):
+    with BucketServer(demo_root) as server:
+        yield server

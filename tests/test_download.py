@@ -1,0 +1,121 @@
+"""The real download code against a local HTTP stand-in of the bucket (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from hmba_toolkit._files import md5sum
+from hmba_toolkit.errors import IntegrityError, ManifestError, OfflineError
+from hmba_toolkit.io import AbcCache, download_file
+from hmba_toolkit.io.download import partial_path
+
+TAX = "HMBA-BG-taxonomy-CCN20250428"
+H5AD = ("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
+
+
+def _remote(tmp_path, bucket, **kw):
+    return AbcCache(tmp_path / "cache", base_url=bucket.url, progress=False, **kw)
+
+
+def test_clean_download_matches_manifest(tmp_path, bucket, demo_root):
+    cache = _remote(tmp_path, bucket)
+    assert cache.current_manifest == "releases/20251031/manifest.json"
+    path = cache.get_file_path(*H5AD)
+    entry = cache.manifest.file_entry(*H5AD)
+    assert path == (tmp_path / "cache" / entry.relative_path).resolve()
+    assert path.stat().st_size == entry.size and md5sum(path) == entry.md5
+    assert str(path) in json.loads((tmp_path / "cache" / "_downloaded_data.json").read_text())
+    assert (tmp_path / "cache" / "_manifest_last_used.txt").read_text() == "releases/20251031/manifest.json"
+    # a metadata table reads with string keys
+    df = cache.get_metadata_dataframe(TAX, "cluster")
+    assert df["label"].str.startswith("CS20250428_CLUST_").all()
+
+
+def test_resume_after_connection_cut(tmp_path, bucket):
+    cache = _remote(tmp_path, bucket)
+    entry = cache.manifest.file_entry(*H5AD)
+    cut = entry.size // 3
+    bucket.cut_after[entry.relative_path] = cut
+    path = cache.get_file_path(*H5AD)
+    assert md5sum(path) == entry.md5
+    ranges = [r for p, r in bucket.requests if p == entry.relative_path]
+    assert ranges[0] is None
+    # the second request resumed where the first stopped, not from zero
+    assert ranges[1] is not None and int(ranges[1].split("=")[1].rstrip("-")) > 0
+    assert not partial_path(path).exists()
+
+
+def test_md5_mismatch_leaves_nothing_under_final_name(tmp_path, bucket):
+    cache = _remote(tmp_path, bucket)
+    entry = cache.manifest.file_entry(TAX, "cluster")
+    bucket.corrupt.add(entry.relative_path)
+    with pytest.raises(IntegrityError, match="md5"):
+        cache.get_file_path(TAX, "cluster")
+    final = tmp_path / "cache" / entry.relative_path
+    assert not final.exists() and not partial_path(final).exists()
+
+
+def test_offline_cache_hit_and_clear_offline_error(tmp_path, bucket):
+    cache = _remote(tmp_path, bucket)
+    got = cache.get_file_path(TAX, "cluster")
+    url = bucket.url
+    bucket.httpd.shutdown()
+    bucket.httpd.server_close()
+    # a new session with the server gone: manifest and file come from the cache
+    offline = AbcCache(tmp_path / "cache", base_url=url, progress=False)
+    assert offline.current_manifest == "releases/20251031/manifest.json"
+    assert offline.get_file_path(TAX, "cluster") == got
+    with pytest.raises(OfflineError, match="offline"):
+        offline.get_file_path(TAX, "cell_to_cluster_membership")
+    assert not (tmp_path / "cache" / offline.manifest.file_entry(TAX, "cell_to_cluster_membership").relative_path).exists()
+
+
+def test_download_file_offline_raises_offline_error(tmp_path):
+    with pytest.raises(OfflineError):
+        download_file("http://127.0.0.1:9/nothing.csv", tmp_path / "x.csv", size=3, md5="0" * 32, progress=False, max_attempts=2)
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_hostile_manifest_path_is_refused(tmp_path, bucket, demo_root):
+    hostile_root = tmp_path / "bucket"
+    shutil.copytree(demo_root / "releases", hostile_root / "releases")
+    manifest_path = hostile_root / "releases/20251031/manifest.json"
+    m = json.loads(manifest_path.read_text())
+    attrs = m["file_listing"][TAX]["metadata"]["cluster"]["files"]["csv"]
+    attrs["relative_path"] = "../../outside/cluster.csv"
+    manifest_path.write_text(json.dumps(m))
+    from _http import BucketServer
+
+    with BucketServer(hostile_root) as server:
+        with pytest.raises(ManifestError, match="leaves the cache root"):
+            AbcCache(tmp_path / "cache", base_url=server.url, progress=False)
+    assert not (tmp_path / "outside").exists()
+    with pytest.raises(ManifestError, match="releases/<YYYYMMDD>/manifest.json|leaves the cache root"):
+        AbcCache(tmp_path / "cache2", base_url=bucket.url, manifest="../releases/20251031/manifest.json")
+
+
+def test_pinned_release_and_newest_default(tmp_path, bucket, demo_root):
+    # publish an older release beside the current one
+    older = demo_root / "releases/20250531/manifest.json"
+    m = json.loads((demo_root / "releases/20251031/manifest.json").read_text())
+    m["version"] = "20250531"
+    older.parent.mkdir(parents=True, exist_ok=True)
+    older.write_text(json.dumps(m))
+    try:
+        newest = _remote(tmp_path, bucket)
+        assert newest.current_manifest == "releases/20251031/manifest.json"
+        assert newest.list_manifest_file_names == ["releases/20250531/manifest.json", "releases/20251031/manifest.json"]
+        pinned = _remote(tmp_path, bucket, manifest="releases/20250531/manifest.json")
+        assert pinned.manifest.version == "20250531"
+    finally:
+        shutil.rmtree(older.parent)
+
+
+def test_local_only_cache_refuses_missing_file(tmp_path, demo_root):
+    shutil.copytree(demo_root / "releases", tmp_path / "releases")
+    cache = AbcCache(tmp_path, base_url=None)
+    with pytest.raises(Exception, match="local only"):
+        cache.get_file_path(TAX, "cluster")
