@@ -25,7 +25,10 @@ from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["fetch_demo", "demo_ground_truth", "data_home", "DEMO_VERSION"]
+__all__ = [
+    "fetch_demo", "fetch_demo_ahba", "fetch_demo_brainspan", "fetch_demo_mouse_ish",
+    "demo_ground_truth", "data_home", "DEMO_VERSION",
+]
 
 #: Bump when the demo's content changes on purpose; the cache folder is keyed by it.
 DEMO_VERSION = "1"
@@ -110,6 +113,50 @@ def fetch_demo() -> Path:
     ['20251031']
     """
     return _materialize("hmba", ("_abc_demo.py",), _build_abc) / "abc_atlas"
+
+
+def _build_mouse(tmp: Path) -> None:
+    from . import _mouse_demo
+
+    _mouse_demo.generate(tmp / "mouse_ish", tmp / "ground_truth")
+
+
+def fetch_demo_mouse_ish() -> Path:
+    """Folder of demo Allen mouse ISH data: real annotation grid and ontology, 200 demo grids.
+
+    Holds ``P56_Mouse_gridAnnotation/gridAnnotation.{mhd,raw}`` (real), ``structure_tree.csv``
+    (real), ``section_data_sets.csv`` (real gene / SectionDataSet ids, coronal) and
+    ``grids/<SectionDataSet id>.zip`` as returned by the Allen grid API (simulated energies).
+    Ground truth in ``../ground_truth/``.
+    """
+    return _materialize("mouse_ish", ("_mouse_demo.py",), _build_mouse) / "mouse_ish"
+
+
+def _build_ahba(tmp: Path) -> None:
+    from . import _ahba_demo
+
+    _ahba_demo.generate(tmp / "ahba", tmp / "ground_truth")
+
+
+def fetch_demo_ahba() -> Path:
+    """Folder of six demo AHBA donor folders ``normalized_microarray_donor<uid>/`` (real formats).
+
+    Real probe names and re-annotation, real well ids and corrected MNI coordinates;
+    simulated expression (see ``hmba_toolkit.datasets._ahba_demo``). Ground truth in
+    ``../ground_truth/``.
+    """
+    return _materialize("ahba", ("_ahba_demo.py",), _build_ahba) / "ahba"
+
+
+def _build_brainspan(tmp: Path) -> None:
+    from . import _brainspan_demo
+
+    _brainspan_demo.generate(tmp / "brainspan", tmp / "ground_truth")
+
+
+def fetch_demo_brainspan() -> Path:
+    """Folder of a demo BrainSpan RNA-seq genes download (``expression_matrix.csv`` + metadata)."""
+    return _materialize("brainspan", ("_brainspan_demo.py",), _build_brainspan) / "brainspan"
 
 
 def demo_ground_truth() -> Path:

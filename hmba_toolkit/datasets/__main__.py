@@ -1,6 +1,7 @@
-"""``python -m hmba_toolkit.datasets``: generate the demo data now and print where it is."""
+"""``python -m hmba_toolkit.datasets``: generate every demo dataset now and print where they are."""
 
-from . import fetch_demo
+from . import fetch_demo, fetch_demo_ahba, fetch_demo_brainspan, fetch_demo_mouse_ish
 
 if __name__ == "__main__":
-    print(fetch_demo())
+    for fetch in (fetch_demo, fetch_demo_ahba, fetch_demo_mouse_ish, fetch_demo_brainspan):
+        print(fetch())

@@ -79,7 +79,7 @@ SPATIAL_DONORS = pd.DataFrame(
     ],
     columns=DONORS.columns,
 )
-CELLS_PER_DONOR = {"Human": 300, "Macaque": 270, "Marmoset": 300}
+CELLS_PER_DONOR = {"Human": 260, "Macaque": 240, "Marmoset": 260}
 
 # region_of_interest_label -> (name, DHBA id, colour); colours of GPe/GP/GPi/VeP/STH/SN are Allen's
 ROIS = {
@@ -550,7 +550,7 @@ def _make_spatial(root, rng, model: ExpressionModel, clusters: pd.DataFrame, spe
             else:
                 section = f"{slab_label}.0{sec + 1}.03.0{sec + 2}"
             specimen.append(_specimen_row(section, barcode, slab_label, slab_no, plane, plane_label, donor, sec, si, species))
-            n = 1000
+            n = 800
             x = rng.uniform(8 * s, 42 * s, n)
             y = rng.uniform(12 * s, 54 * s, n)
             region = np.full(n, "Basal ganglia and adjacent", dtype=object)

@@ -9,3 +9,14 @@ __all__ = [
     "AbcCache", "DEFAULT_BASE_URL", "TAXONOMY_LEVELS", "FileEntry", "Manifest",
     "download_file", "read_abc_csv", "read_h5ad_obs_names", "read_h5ad_subset", "read_h5ad_var",
 ]
+
+from .ahba import AhbaDonor, read_ahba_donor  # noqa: E402
+from .brainspan import age_in_years, read_brainspan  # noqa: E402
+from .mouse_ish import read_ish_grid, read_mhd_header, write_ish_grid  # noqa: E402
+from .ontology import StructureTree, read_ontology  # noqa: E402
+from . import rma  # noqa: E402
+
+__all__ += [
+    "AhbaDonor", "read_ahba_donor", "age_in_years", "read_brainspan", "read_ish_grid", "read_mhd_header",
+    "write_ish_grid", "StructureTree", "read_ontology", "rma",
+]

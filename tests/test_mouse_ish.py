@@ -1,0 +1,104 @@
+"""Mouse ISH grids and the ontology on the real Allen fixture files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hmba_toolkit.datasets import demo_ground_truth, fetch_demo_mouse_ish
+from hmba_toolkit.errors import DataFormatError
+from hmba_toolkit.io import read_ish_grid, read_ontology, write_ish_grid
+from hmba_toolkit.regions import structure_means
+
+
+@pytest.fixture(scope="module")
+def mouse(fixtures_dir):
+    d = fixtures_dir / "mouse_ish"
+    return {
+        "nrp1": read_ish_grid(d / "Nrp1_P56_coronal_74272479_200um" / "energy.mhd"),
+        "pdyn": read_ish_grid(d / "Pdyn_P56_coronal_71717084_200um" / "energy.mhd"),
+        "ann": read_ish_grid(d / "P56_Mouse_gridAnnotation" / "gridAnnotation.mhd"),
+        "tree": read_ontology(d / "allen_structure_tree.csv"),
+        "dir": d,
+    }
+
+
+def test_grid_shapes_types_and_missing_values(mouse):
+    nrp1, ann = mouse["nrp1"], mouse["ann"]
+    assert nrp1.shape == ann.shape == (67, 41, 58)
+    assert nrp1.dtype == np.float32 and ann.dtype == np.uint32
+    # counts documented for the real Nrp1 file: 54,982 no-data voxels, 8,187 zeros, max 25.9
+    assert int(np.isnan(nrp1).sum()) == 54982
+    assert int((nrp1 == 0).sum()) == 8187
+    assert np.nanmax(nrp1) == pytest.approx(25.9, abs=0.05)
+    assert int((ann > 0).sum()) == 62529 and len(np.unique(ann[ann > 0])) == 649
+    # x is the file's fastest axis: element 1 of the raw file is grid[1, 0, 0]
+    raw = np.fromfile(mouse["dir"] / "Nrp1_P56_coronal_74272479_200um" / "energy.raw", "<f4")
+    k = 1 + 67 * 2 + 67 * 41 * 3
+    expect = raw[k] if raw[k] != -1 else np.nan
+    np.testing.assert_equal(nrp1[1, 2, 3], expect)
+    # the brain is left-right symmetric across z, not across x (x is anterior-posterior)
+    brain = ann > 0
+    assert (brain == brain[:, :, ::-1]).mean() > 0.97
+    assert (brain == brain[::-1, :, :]).mean() < 0.9
+
+
+def test_region_means_match_a_hand_computation(mouse):
+    nrp1, ann, tree = mouse["nrp1"], mouse["ann"], mouse["tree"]
+    # by hand: ids of CP's subtree from structure_id_path, then a plain nanmean
+    table = pd.read_csv(mouse["dir"] / "allen_structure_tree.csv")
+    for acronym in ("CP", "STR", "Isocortex", "HPF", "CB"):
+        sid = int(table.loc[table["acronym"] == acronym, "id"].iloc[0])
+        subtree = table.loc[table["structure_id_path"].fillna("").str.contains(f"/{sid}/"), "id"].astype(int)
+        vals = nrp1[np.isin(ann, subtree.to_numpy())]
+        by_hand = float(np.nanmean(vals))
+        got = structure_means({"Nrp1": nrp1}, ann, tree, [acronym]).iloc[0]
+        assert got["mean"] == pytest.approx(by_hand, rel=1e-6)
+        assert got["n_voxels"] == int((~np.isnan(vals)).sum())
+    # Pdyn, a striatal marker, is higher in caudoputamen than in cortex on the real data
+    m = structure_means({"Pdyn": mouse["pdyn"]}, ann, tree, ["CP", "Isocortex"]).set_index("acronym")["mean"]
+    assert m["CP"] > 2 * m["Isocortex"]
+
+
+def test_ontology_queries(mouse):
+    tree = mouse["tree"]
+    cp = tree.id_of("CP")
+    assert tree.get("CP")["name"] == "Caudoputamen"
+    assert tree.id_of("STR") in tree.ancestors("CP") and tree.ancestors("CP")[0] == 997
+    assert cp in tree.descendants("STR") and cp not in tree.descendants("Isocortex")
+    assert tree.parent("root") is None and "XYZ" not in tree
+
+
+def test_header_validation_names_the_file(tmp_path, mouse):
+    src = mouse["dir"] / "Nrp1_P56_coronal_74272479_200um"
+    (tmp_path / "energy.raw").write_bytes((src / "energy.raw").read_bytes()[:-4])
+    (tmp_path / "energy.mhd").write_text((src / "energy.mhd").read_text())
+    with pytest.raises(DataFormatError, match="energy.mhd.*bytes"):
+        read_ish_grid(tmp_path / "energy.mhd")
+    (tmp_path / "bad.mhd").write_text("NDims = 3\nDimSize = 67 41 58\n")
+    with pytest.raises(DataFormatError, match="bad.mhd.*lacks"):
+        read_ish_grid(tmp_path / "bad.mhd")
+
+
+def test_write_round_trip_and_zip(tmp_path, mouse):
+    for target in (tmp_path / "energy.mhd", tmp_path / "grid.zip"):
+        write_ish_grid(target, mouse["nrp1"])
+        np.testing.assert_array_equal(read_ish_grid(target), mouse["nrp1"])
+    write_ish_grid(tmp_path / "ann.mhd", mouse["ann"])
+    np.testing.assert_array_equal(read_ish_grid(tmp_path / "ann.mhd"), mouse["ann"])
+
+
+def test_demo_grids_plant_striatal_genes(mouse):
+    root = fetch_demo_mouse_ish()
+    sds = pd.read_csv(root / "section_data_sets.csv")
+    assert len(sds) >= 200 and {74272479, 71717084} <= set(sds["id"])
+    ann = read_ish_grid(root / "P56_Mouse_gridAnnotation" / "gridAnnotation.mhd")
+    np.testing.assert_array_equal(ann, mouse["ann"])
+    tree = read_ontology(root / "structure_tree.csv")
+    striatal = set(pd.read_csv(demo_ground_truth().parent.parent / "mouse_ish" / "ground_truth" / "mouse_ish_striatal_genes.csv")["gene_acronym"])
+    grids = {r.gene_acronym: read_ish_grid(root / "grids" / f"{r.id}.zip") for r in sds.itertuples()}
+    m = structure_means(grids, ann, tree, ["CP", "Isocortex"]).pivot(index="gene", columns="acronym", values="mean")
+    contrast = m["CP"] - m["Isocortex"]
+    top = set(contrast.sort_values(ascending=False).index[: len(striatal)])
+    assert len(top & striatal) >= len(striatal) - 1
