@@ -14,7 +14,7 @@ export NUMBA_NUM_THREADS := 1
 export MPLBACKEND := Agg
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: demo test env data clean lock
+.PHONY: demo test env data clean lock regenerate
 
 env: $(STAMP)
 
@@ -50,3 +50,10 @@ lock:
 
 clean:
 	rm -rf build $(VENV)
+
+# Regenerate the committed outputs in the locked environment (then review and commit).
+regenerate: data
+	set -e; for nb in $(NOTEBOOKS); do \
+	  $(BIN)/papermill $$nb $$nb --cwd notebooks -k python3 --execution-timeout 600 --no-progress-bar; \
+	done
+	$(BIN)/python -m hmba_toolkit._notebook_tools strip $(NOTEBOOKS)

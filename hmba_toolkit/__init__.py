@@ -7,11 +7,14 @@ io
     grids and ontology, Allen RMA queries, BrainSpan.
 datasets
     The embedded demo release in the real Allen layouts.
+regions
+    Summaries of 3-D volumes by brain structure.
 errors
     The exceptions raised on bad input.
 """
 
-from . import datasets, errors, io
+from . import datasets, errors, io, regions
+from ._session import session_info
 
 __version__ = "0.1.0"
-__all__ = ["datasets", "errors", "io", "__version__"]
+__all__ = ["datasets", "errors", "io", "regions", "session_info", "__version__"]

@@ -232,6 +232,20 @@ class AbcCache:
         done = self._downloaded() | {str(path)}
         write_text_atomic(self.root / "_downloaded_data.json", json.dumps(sorted(done), indent=1))
 
+    def file_table(self, directory: str | None = None) -> pd.DataFrame:
+        """Every file of the release (or of one directory) as a tidy table.
+
+        Columns ``directory, kind, file_name, size_mb, version, relative_path``, sorted by
+        directory, kind and file name. Sizes are the manifest's (the real files can be
+        tens of GB; nothing is downloaded).
+        """
+        rows = [
+            {"directory": e.directory, "kind": e.kind, "file_name": e.tag, "size_mb": round(e.size / 2**20, 2),
+             "version": e.version, "relative_path": e.relative_path}
+            for e in self.manifest.entries(directory)
+        ]
+        return pd.DataFrame(rows).sort_values(["directory", "kind", "file_name"], ignore_index=True)
+
     def get_file_path(
         self,
         directory: str,

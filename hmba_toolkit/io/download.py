@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import requests
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .._files import md5sum
 from ..errors import DownloadError, IntegrityError, OfflineError

@@ -1,0 +1,45 @@
+"""Conventions of the tutorial notebooks, checked rather than reviewed."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_notebooks_exist_and_are_numbered_contiguously():
+    names = [p.name for p in NOTEBOOKS]
+    assert names, "no notebooks found"
+    assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", n) for n in names), names
+    assert [int(n[:2]) for n in names] == list(range(1, len(names) + 1))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_anatomy(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert "papermill" not in nb.metadata
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    tags = [c.metadata.get("tags", []) for c in code]
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert sum("parameters" in t for t in tags) == 1 and "parameters" in tags[1]
+    assert not any("injected-parameters" in t for t in tags)
+    assert sum("nbval-check-output" in t for t in tags) >= 3
+    params = ast.parse(code[1].source)
+    assert all(isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) for n in params.body), "parameters must be literals"
+    assert "SEED" in {t.id for n in params.body for t in n.targets}
+    for i, cell in enumerate(code):
+        tree = ast.parse(cell.source)
+        assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) for n in ast.walk(tree)), f"def/class in cell {i}"
+        if i > 0:
+            assert not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body), f"import outside the first code cell: {i}"
+        assert not re.search(r"^\s*[!%]", cell.source, re.M), f"shell escape or magic in cell {i}"
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), "outputs must come from one top-to-bottom run"
+    text = nbformat.writes(nb)
+    assert "/root/" not in text and "/home/" not in text, "absolute paths in the committed notebook"
