@@ -337,7 +337,9 @@ def _write_csv(df: pd.DataFrame, path: Path, index: bool = False) -> None:
 # --------------------------------------------------------------------------------------------
 # 10X
 # --------------------------------------------------------------------------------------------
-def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, aligned_genes: pd.DataFrame, truth_dir: Path) -> pd.DataFrame:
+def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, aligned_genes: pd.DataFrame,
+              truth_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write both 10X directories; return (all simulated cells, cell_to_cluster_membership rows)."""
     clusters = clusters.assign(species=clusters["Cluster"].str.split("-").str[0])
     libraries, cells, blocks = [], [], []
     donor_effect_rows = []

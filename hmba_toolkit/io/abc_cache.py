@@ -158,12 +158,7 @@ class AbcCache:
     def load_manifest(self, manifest_name: str | None = None) -> None:
         """Switch to ``manifest_name`` (default: the newest release), fetching it if needed."""
         if manifest_name is None:
-            try:
-                manifest_name = self.latest_manifest_file
-            except OfflineError:
-                manifest_name = None
-            if manifest_name is None:
-                raise ManifestError("no release manifest available")
+            manifest_name = self.latest_manifest_file  # server listing, or the cache when offline
         manifest_name = safe_relative_path(manifest_name, source="manifest argument")
         if not _MANIFEST_RE.match(manifest_name):
             raise ManifestError(

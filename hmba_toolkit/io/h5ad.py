@@ -138,10 +138,8 @@ def read_h5ad_subset(
         ij = np.concatenate(pieces_idx, axis=1)
     else:
         data, ij = np.zeros(0, dtype=dtype), np.zeros((2, 0), dtype=np.int64)
-    # rows were read in sorted order; put them back in the order asked for
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    mat = sp.csr_matrix((data, (inverse[ij[0]], ij[1])), shape=(rows.size, cols.size), dtype=dtype)
+    # rows were read in sorted order: the k-th sorted row is the order[k]-th row asked for
+    mat = sp.csr_matrix((data, (order[ij[0]], ij[1])), shape=(rows.size, cols.size), dtype=dtype)
     mat.sort_indices()
     out = ad.AnnData(X=mat, obs=obs.iloc[rows].copy(), var=var.iloc[cols].copy())
     out.obs.index.name = obs.index.name
