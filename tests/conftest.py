@@ -11,7 +11,10 @@ from _http import BucketServer  # noqa: E402
 
 from hmba_toolkit.datasets import fetch_demo  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+import os  # noqa: E402
+
+# CI clones the repository beside shared/; HMBA_TOOLKIT_FIXTURES points elsewhere if needed
+FIXTURES = Path(os.environ.get("HMBA_TOOLKIT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 
 
 @pytest.fixture(scope="session")
