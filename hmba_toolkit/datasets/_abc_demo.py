@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._files import md5sum
+from ..normalize import log2_normalize
 
 SEED = 20250428
 RELEASE = "20251031"
@@ -308,11 +309,7 @@ def _write_h5ad(path: Path, counts: sp.csr_matrix, obs: pd.DataFrame, var: pd.Da
     var = var.copy()
     var.index.name = "gene_identifier"
     raw = ad.AnnData(X=counts.astype(np.int32), obs=obs, var=var)
-    totals = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
-    norm = sp.diags(scale / totals) @ counts.astype(np.float64)
-    norm = norm.tocsr()
-    norm.data = np.log2(norm.data + 1.0)
-    log2 = ad.AnnData(X=norm.astype(np.float32), obs=obs, var=var)
+    log2 = ad.AnnData(X=log2_normalize(counts, scale), obs=obs, var=var)
     path.parent.mkdir(parents=True, exist_ok=True)
     for adata, kind in ((raw, "raw"), (log2, "log2")):
         adata.uns["normalization"] = kind

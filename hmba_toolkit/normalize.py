@@ -1,0 +1,121 @@
+"""Normalization and QC of single-cell and spatial counts, as the Allen release does it.
+
+The HMBA-BG ``-log2.h5ad`` matrices are computed from the ``-raw.h5ad`` counts per cell as
+``log2(x / sum(x) * scale + 1)`` in float64 and stored as float32, with ``scale = 1e6``
+(counts per million, 10X) or ``scale = 1e3`` (counts per thousand, MERSCOPE/Xenium).
+:func:`log2_cpm` and :func:`log2_cpt` reproduce the stored files exactly.
+
+Reference: Allen Institute ``abc_atlas_access`` release builder (``abc_validator/anndata_utils.py``:
+``np.log2(x / x.sum(axis=1) * norm_value + 1).astype('float32')``).
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import DataFormatError
+
+__all__ = ["log2_normalize", "log2_cpm", "log2_cpt", "qc_metrics"]
+
+
+def _as_csr(X) -> sp.csr_matrix:
+    if sp.issparse(X):
+        return sp.csr_matrix(X)
+    return sp.csr_matrix(np.asarray(X))
+
+
+def log2_normalize(X, scale: float) -> sp.csr_matrix:
+    """``log2(x / rowsum(x) * scale + 1)`` of a cells x genes count matrix, as float32 CSR.
+
+    Cells with no counts stay all-zero (their rows have no entries). Computed in float64
+    on the non-zeros only, then cast, which is bit-for-bit what Allen's release writer does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log2_normalize(np.array([[1, 3]]), 4).toarray()
+    array([[1., 2.]], dtype=float32)
+    """
+    if scale <= 0:
+        raise DataFormatError(f"scale must be positive, got {scale}")
+    X = _as_csr(X)
+    if X.nnz and np.asarray(X.data).min() < 0:
+        raise DataFormatError("counts must be non-negative")
+    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vals = np.log2(X.data.astype(np.float64) / totals[rows] * scale + 1.0)
+    out = sp.csr_matrix((vals.astype(np.float32), X.indices.copy(), X.indptr.copy()), shape=X.shape)
+    out.eliminate_zeros()
+    return out
+
+
+def _normalized(adata: ad.AnnData, scale: float, label: str) -> ad.AnnData:
+    out = adata.copy()
+    out.X = log2_normalize(adata.X, scale)
+    out.uns["normalization"] = label
+    return out
+
+
+def log2_cpm(adata: ad.AnnData) -> ad.AnnData:
+    """A copy of ``adata`` with ``X`` = log2(CPM + 1) (the 10X ``-log2.h5ad`` convention).
+
+    Examples
+    --------
+    >>> from hmba_toolkit.io import AbcCache
+    >>> raw = AbcCache.from_demo().read_expression("HMBA-10xMultiome-BG-Aligned", normalization="raw", genes=None)
+    >>> log2_cpm(raw).uns["normalization"]
+    'log2(CPM+1)'
+    """
+    return _normalized(adata, 1e6, "log2(CPM+1)")
+
+
+def log2_cpt(adata: ad.AnnData) -> ad.AnnData:
+    """A copy of ``adata`` with ``X`` = log2(CPT + 1), counts per thousand (the spatial convention)."""
+    return _normalized(adata, 1e3, "log2(CPT+1)")
+
+
+def qc_metrics(adata: ad.AnnData, blank_prefix: str = "Blank-") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-cell and per-gene QC summaries of a raw count matrix.
+
+    Returns
+    -------
+    cells : pandas.DataFrame
+        Index ``adata.obs_names``; ``total_counts``, ``n_genes`` (genes with a count),
+        ``top_gene_fraction`` (share of the most-counted gene), ``blank_counts`` and
+        ``pct_blank`` (MERSCOPE blank codewords, 0 when the panel has none).
+    genes : pandas.DataFrame
+        Index ``adata.var_names``; ``total_counts``, ``n_cells`` (cells with a count),
+        ``fraction_cells``, ``mean_counts``.
+
+    Examples
+    --------
+    >>> cells, genes = qc_metrics(raw)  # doctest: +SKIP
+    """
+    X = _as_csr(adata.X)
+    if X.nnz and not np.allclose(X.data, np.round(X.data)):
+        raise DataFormatError("qc_metrics expects raw integer counts (use the '-raw.h5ad' matrix)")
+    total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    n_genes = np.diff(X.indptr)
+    top = np.zeros(X.shape[0])
+    if X.nnz:
+        nonempty = n_genes > 0
+        top[nonempty] = np.maximum.reduceat(X.data, X.indptr[:-1][nonempty]) / total[nonempty]
+    symbols = adata.var["gene_symbol"].astype(str) if "gene_symbol" in adata.var else pd.Series(adata.var_names, index=adata.var_names)
+    blank = (adata.var_names.astype(str).str.startswith(blank_prefix) | symbols.str.startswith(blank_prefix).to_numpy())
+    blank_counts = np.asarray(X[:, np.flatnonzero(blank)].sum(axis=1)).ravel() if blank.any() else np.zeros(X.shape[0])
+    cells = pd.DataFrame({
+        "total_counts": total, "n_genes": n_genes, "top_gene_fraction": np.round(top, 6),
+        "blank_counts": blank_counts, "pct_blank": np.round(100 * blank_counts / np.maximum(total, 1), 6),
+    }, index=adata.obs_names)
+    Xc = X.tocsc()
+    gene_total = np.asarray(Xc.sum(axis=0), dtype=np.float64).ravel()
+    n_cells = np.diff(Xc.indptr)
+    genes = pd.DataFrame({
+        "total_counts": gene_total, "n_cells": n_cells,
+        "fraction_cells": n_cells / max(X.shape[0], 1), "mean_counts": gene_total / max(X.shape[0], 1),
+    }, index=adata.var_names)
+    return cells, genes
