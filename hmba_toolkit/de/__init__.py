@@ -1,0 +1,10 @@
+"""Differential expression: cell-level Wilcoxon tests and donor-level pseudobulk.
+
+Every method returns the same tidy table (``gene, group, reference, log2_fold_change,
+statistic, pvalue, padj, mean_in, mean_out, frac_in, frac_out``).
+"""
+
+from ._result import RESULT_COLUMNS, bh_adjust
+from .wilcoxon import wilcoxon
+
+__all__ = ["RESULT_COLUMNS", "bh_adjust", "wilcoxon"]
