@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from ..errors import HmbaToolkitError
+from ._checks import check_cross_species
 from ._result import bh_adjust, tidy
 
 __all__ = ["wilcoxon"]
@@ -185,6 +186,7 @@ def wilcoxon(
     """
     if groupby not in adata.obs:
         raise HmbaToolkitError(f"groupby column {groupby!r} is not in adata.obs; columns: {list(adata.obs.columns)}")
+    check_cross_species(adata.obs, groupby)
     labels = adata.obs[groupby]
     present = pd.Index(pd.unique(labels.dropna().astype(str))).sort_values()
     if reference != "rest" and reference not in present:
