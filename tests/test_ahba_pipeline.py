@@ -1,0 +1,97 @@
+"""AHBA normalization (abagen as oracle), intensity-based filtering and probe selection."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hmba_toolkit.ahba import NORMALIZATION_METHODS, filter_probes, normalize, reannotate_probes, select_probes
+from hmba_toolkit.datasets import fetch_demo_ahba
+from hmba_toolkit.errors import HmbaToolkitError
+from hmba_toolkit.io import read_ahba_donor
+
+
+@pytest.mark.parametrize("method", sorted(NORMALIZATION_METHODS))
+def test_normalization_agrees_with_abagen(method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from abagen import correct
+    rng = np.random.default_rng(sum(map(ord, method)))
+    for _ in range(5):
+        x = pd.DataFrame(rng.lognormal(size=(61, 12)) * rng.uniform(0.5, 20, 12))
+        x.iloc[rng.choice(61, 3, replace=False)] = np.nan  # all-NaN rows are skipped, as abagen does
+        ours = normalize(x, method)
+        oracle = np.asarray(correct.normalize_expression(x, norm=method))
+        np.testing.assert_array_equal(np.isnan(ours.to_numpy()), np.isnan(oracle))
+        np.testing.assert_allclose(ours.to_numpy(), oracle, rtol=0, atol=1e-8, equal_nan=True)
+
+
+def test_normalize_groups_and_errors():
+    x = np.arange(12, dtype=float).reshape(6, 2)
+    out = normalize(x, "minmax", groups=np.array(["a", "a", "a", "b", "b", "b"]))
+    np.testing.assert_allclose(out[:, 0], [0, 0.5, 1, 0, 0.5, 1])
+    assert normalize(x, None) is x
+    with pytest.raises(HmbaToolkitError, match="method='bogus'"):
+        normalize(x, "bogus")
+    with pytest.raises(HmbaToolkitError, match="groups has 2 labels for 6 rows"):
+        normalize(x, "zscore", groups=np.array([1, 2]))
+
+
+@pytest.fixture(scope="module")
+def donors():
+    root = fetch_demo_ahba()
+    return {p.name.removeprefix("normalized_microarray_donor"): read_ahba_donor(p) for p in sorted(root.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def probes(donors):
+    return reannotate_probes(next(iter(donors.values())).probes)
+
+
+def test_reannotation_and_intensity_filter(donors, probes):
+    assert probes.index.name == "probe_id" and probes["entrez_id"].notna().all()
+    kept = filter_probes(donors, probes, 0.5)
+    # by hand: pooled PA fraction over every donor's samples
+    pa = pd.concat([d.pacall.loc[probes.index] for d in donors.values()], axis=1)
+    expect = probes.index[(pa.mean(axis=1) >= 0.5).to_numpy()]
+    assert kept.index.equals(expect)
+    assert len(filter_probes(donors, probes, 0)) == len(probes) > len(kept) > len(filter_probes(donors, probes, 1.0))
+    assert len(filter_probes(donors, probes, 7)) == len(filter_probes(donors, probes, 1))  # clipped to [0, 1]
+
+
+def test_probe_selection_methods(donors, probes):
+    root = fetch_demo_ahba()
+    truth = pd.read_csv(root.parent / "ground_truth" / "ahba_probes.csv").set_index("probe_id")
+    n_per_gene = probes.groupby("gene_symbol").size()
+    multi = set(n_per_gene[n_per_gene > 1].index)
+    chance = truth.loc[probes.index[probes["gene_symbol"].isin(multi)], "tracks_gene"].mean()
+    expr, chosen = select_probes(donors, probes, "diff_stability")
+    assert set(expr) == set(donors) and all(e.shape[1] == probes["gene_symbol"].nunique() for e in expr.values())
+    picked = chosen.drop_duplicates("probe_id")
+    picked = picked[picked["gene_symbol"].isin(multi)].join(truth[["tracks_gene", "noise_sd"]], on="probe_id")
+    # differential stability prefers probes that follow their gene's regional pattern
+    assert picked["tracks_gene"].mean() >= 0.97 > chance
+    # max_intensity: the probe with the highest mean over all samples, by hand
+    _, chosen_mi = select_probes(donors, probes, "max_intensity")
+    pooled = pd.concat([d.microarray.loc[probes.index] for d in donors.values()], axis=1).mean(axis=1)
+    by_hand = pooled.groupby(probes["gene_symbol"]).idxmax()
+    got = chosen_mi.drop_duplicates("gene_symbol").set_index("gene_symbol")["probe_id"]
+    assert (got.sort_index() == by_hand.sort_index()).all()
+    # mean: average of the gene's probes
+    mean_expr, _ = select_probes(donors, probes, "mean")
+    g = next(iter(multi))
+    d = donors["9861"]
+    np.testing.assert_allclose(mean_expr["9861"][g], d.microarray.loc[probes.index[probes["gene_symbol"] == g]].mean())
+    # donor_probes modes
+    _, ind = select_probes(donors, probes, "max_intensity", donor_probes="independent")
+    _, com = select_probes(donors, probes, "max_intensity", donor_probes="common")
+    assert ind.groupby("gene_symbol")["probe_id"].nunique().max() > 1
+    assert com.groupby("gene_symbol")["probe_id"].nunique().max() == 1
+    for m in ("pc_loading", "corr_intensity", "corr_variance", "max_variance"):
+        e, c = select_probes(donors, probes, m)
+        assert c.groupby(["donor", "gene_symbol"]).size().max() == 1 and e["9861"].notna().all().all()
+    with pytest.raises(HmbaToolkitError, match="method='best'"):
+        select_probes(donors, probes, "best")
