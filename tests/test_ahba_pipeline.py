@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from hmba_toolkit.ahba import NORMALIZATION_METHODS, filter_probes, normalize, reannotate_probes, select_probes
+from hmba_toolkit import datasets
 from hmba_toolkit.datasets import fetch_demo_ahba
 from hmba_toolkit.errors import HmbaToolkitError
 from hmba_toolkit.io import read_ahba_donor
+
+DATA = Path(datasets.__file__).parent / "data"
 
 
 @pytest.mark.parametrize("method", sorted(NORMALIZATION_METHODS))
@@ -95,3 +99,71 @@ def test_probe_selection_methods(donors, probes):
         assert c.groupby(["donor", "gene_symbol"]).size().max() == 1 and e["9861"].notna().all().all()
     with pytest.raises(HmbaToolkitError, match="method='best'"):
         select_probes(donors, probes, "best")
+
+
+@pytest.fixture(scope="module")
+def result(donors):
+    from hmba_toolkit.ahba import process
+
+    return process(donors)
+
+
+def test_atlas_assignment_agrees_with_nearest_parcel_labels(donors):
+    from hmba_toolkit.ahba import annotate_samples, assign_regions, desikan_killiany
+
+    atlas = desikan_killiany()
+    wells = pd.read_csv(DATA / "ahba_wells_desikankilliany.csv").set_index("well_id")
+    agree, n = 0, 0
+    for d in donors.values():
+        annot = annotate_samples(d)
+        lab = assign_regions(annot, atlas, tolerance=2)
+        ref = wells.loc[annot["well_id"], "dk_id"].to_numpy()
+        agree += int((lab.to_numpy() == ref).sum())
+        n += len(ref)
+    assert agree / n >= 0.9, agree / n
+    # a sample far outside the brain is left unassigned; constraints exclude the wrong hemisphere
+    far = annot.iloc[:1].copy()
+    far[["mni_x", "mni_y", "mni_z"]] = [0.0, 0.0, 200.0]
+    assert assign_regions(far, atlas).iat[0] == 0
+
+
+def test_mirroring_and_hemisphere_check(donors):
+    from hmba_toolkit.ahba import annotate_samples, mirror_samples
+    from hmba_toolkit.ahba.samples import hemisphere_matches
+
+    d = donors["12876"]  # left hemisphere only
+    annot = annotate_samples(d)
+    assert set(annot["hemisphere"]) <= {"L", "B"} and hemisphere_matches(annot).all()
+    expr = pd.DataFrame(np.arange(len(annot) * 2).reshape(-1, 2), index=annot.index)
+    a2, e2 = mirror_samples(annot, expr, "leftright")
+    n_left = int((annot["hemisphere"] == "L").sum())
+    assert len(a2) == len(annot) + n_left and (a2["hemisphere"] == "R").sum() == n_left
+    assert (a2.loc[a2["hemisphere"] == "R", "mni_x"] > 0).all() and hemisphere_matches(a2).all()
+    bad = annot.copy()
+    bad.loc[bad.index[0], "mni_x"] = 30.0
+    assert not hemisphere_matches(bad)[0]
+
+
+def test_pipeline_output_report_and_planted_striatal_genes(result):
+    res = result
+    assert list(res.report["step"])[:4] == ["read", "reannotate", "intensity filter", "probe selection"]
+    assert res.report["samples"].dropna().is_monotonic_decreasing
+    e = res.expression.dropna(how="all")
+    assert e.index.name == "label" and e.shape[1] == res.report["genes"].iloc[-1]
+    assert ((e >= 0) & (e <= 1)).all().all()  # srs output lies in [0, 1]
+    assert res.counts.to_numpy().sum() == res.report["samples"].iloc[-1]
+    dk = pd.read_csv(DATA / "atlas-desikankilliany.csv").set_index("id")
+    stri = e.index.intersection(dk.index[dk["label"].isin(["caudate", "putamen", "accumbensarea"])])
+    other = e.index.difference(stri)
+    for g in ["PENK", "PPP1R1B", "DRD2"]:
+        assert e.loc[stri, g].mean() > e.loc[other, g].mean() + 0.3, g
+
+
+def test_pipeline_options(donors):
+    from hmba_toolkit.ahba import process
+
+    a = process(donors, region_agg="samples", agg_metric="median", probe_selection="max_intensity", lr_mirror="bidirectional")
+    assert a.report["step"].str.contains("mirror").any()
+    assert a.counts.to_numpy().sum() > 480  # mirrored copies add samples
+    with pytest.raises(HmbaToolkitError, match="region_agg='regions'"):
+        process(donors, region_agg="regions")

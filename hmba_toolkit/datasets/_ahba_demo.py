@@ -32,8 +32,9 @@ STRIATUM = {"caudate", "putamen", "accumbensarea"}
 # demo ontology: id, acronym, name, parent id (hemisphere-specific leaves added per DK parcel)
 _TOP = [
     (4005, "Br", "brain", None), (4006, "GM", "gray matter", 4005), (4007, "Tel", "telencephalon", 4006),
-    (4008, "CX", "cerebral cortex", 4007), (4275, "CN", "cerebral nuclei", 4007), (4276, "BG", "basal ganglia", 4275),
-    (4391, "DiE", "diencephalon", 4006), (4392, "Th", "thalamus", 4391), (4696, "MES", "mesencephalon", 4006),
+    (4008, "CX", "cerebral cortex", 4007), (4249, "HiF", "hippocampal formation", 4007),
+    (4275, "CN", "cerebral nuclei", 4007), (4276, "BG", "basal ganglia", 4275),
+    (4391, "DiE", "diencephalon", 4006), (4392, "Th", "thalamus", 4391), (9001, "MES", "mesencephalon", 4006),
     (9218, "WM", "white matter", 4005),
 ]
 
@@ -46,7 +47,8 @@ def _ontology(parcels: list[tuple[str, str, str]]) -> pd.DataFrame:
     rows = [dict(id=i, acronym=a, name=n, parent_structure_id=p, hemisphere="") for i, a, n, p in _TOP]
     next_id = 12000
     for label, hemi, structure in parcels:
-        parent = 4008 if structure == "cortex" else (4276 if label in STRIATUM | {"pallidum"} else 4392 if label == "thalamusproper" else 4696)
+        parent = {"hippocampus": 4249, "amygdala": 4275, "thalamusproper": 4392, "brainstem": 9001}.get(
+            label, 4008 if structure == "cortex" else 4276)
         side = {"L": ", left", "R": ", right"}.get(hemi, "")
         rows.append(dict(id=next_id, acronym=f"{label[:6]}-{hemi.lower()}", name=f"{label}{side}",
                          parent_structure_id=parent, hemisphere=hemi if hemi in ("L", "R") else "", key=(label, hemi)))
