@@ -167,3 +167,28 @@ def test_pipeline_options(donors):
     assert a.counts.to_numpy().sum() > 480  # mirrored copies add samples
     with pytest.raises(HmbaToolkitError, match="region_agg='regions'"):
         process(donors, region_agg="regions")
+
+
+def test_region_group_test_recovers_striatum_and_is_calibrated(result):
+    import copy
+
+    from hmba_toolkit.de import RESULT_COLUMNS, region_groups
+
+    stri, other = ["caudate", "putamen", "accumbensarea"], ["pallidum", "thalamusproper", "hippocampus", "amygdala"]
+    res = region_groups(result, stri, other)
+    assert list(res.columns) == RESULT_COLUMNS and res.attrs["design"] == "~ donor + in_group"
+    planted = {"PENK", "PPP1R1B", "DRD1", "DRD2", "ADORA2A", "GPR88", "RGS9", "PDE10A", "TAC1", "FOXP1"}
+    top = set(res.head(len(planted))["gene"])
+    assert len(top & planted) >= len(planted & set(res["gene"])) - 1
+    # null: region labels shuffled within each donor; the t-test's false-positive rate holds
+    rng = np.random.default_rng(7)
+    fpr = []
+    for _ in range(100):
+        fake = copy.copy(result)
+        fake.samples = {k: s.assign(label=rng.permutation(s["label"].to_numpy())) for k, s in result.samples.items()}
+        fpr.append(float((region_groups(fake, stri, other)["pvalue"] < 0.05).mean()))
+    assert 0.02 <= np.mean(fpr) <= 0.06, np.mean(fpr)
+    with pytest.raises(HmbaToolkitError, match="share regions"):
+        region_groups(result, ["caudate"], ["caudate"])
+    with pytest.raises(HmbaToolkitError, match="'striatum'"):
+        region_groups(result, ["striatum"], ["pallidum"])
