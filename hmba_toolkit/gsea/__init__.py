@@ -1,0 +1,7 @@
+"""Gene-set enrichment: ORA and preranked GSEA with add-one p-values, gene-set libraries, per-sample scores."""
+
+from .enrichment import ENRICHMENT_COLUMNS, enrichment_score, ora, prerank
+from .genesets import go_biological_process, hmba_marker_sets, read_gmt, write_gmt
+from .scores import sample_scores
+
+__all__ = ["ENRICHMENT_COLUMNS", "enrichment_score", "go_biological_process", "hmba_marker_sets", "ora", "prerank", "read_gmt", "sample_scores", "write_gmt"]
