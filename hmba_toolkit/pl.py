@@ -1,0 +1,97 @@
+"""Plots of the tidy result tables: volcano and dot plots for DE, curves and dot plots for enrichment.
+
+Every function draws on ``ax`` (a new figure when None) and returns the Axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .errors import HmbaToolkitError
+
+__all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot"]
+
+
+def _one_group(de: pd.DataFrame, group: str | None) -> pd.DataFrame:
+    groups = de["group"].unique()
+    if group is None:
+        if len(groups) != 1:
+            raise HmbaToolkitError(f"the table holds several groups {list(groups)}; pass group=")
+        group = groups[0]
+    if group not in groups:
+        raise HmbaToolkitError(f"group {group!r} is not in the table; groups: {list(groups)}")
+    return de[de["group"] == group]
+
+
+def volcano(de: pd.DataFrame, group: str | None = None, *, padj: float = 0.05, lfc: float = 1.0,
+            label_top: int = 10, ax: plt.Axes | None = None) -> plt.Axes:
+    """Volcano plot: log2 fold change vs -log10 p-value; significant genes (``padj`` and ``|lfc|``) coloured.
+
+    The ``label_top`` most significant of them are labelled.
+    """
+    d = _one_group(de, group).dropna(subset=["pvalue", "log2_fold_change"])
+    ax = ax or plt.subplots(figsize=(5, 4))[1]
+    y = -np.log10(np.maximum(d["pvalue"].to_numpy(float), np.finfo(float).tiny))
+    sig = ((d["padj"] < padj) & (d["log2_fold_change"].abs() >= lfc)).to_numpy()
+    up = sig & (d["log2_fold_change"] > 0).to_numpy()
+    ax.scatter(d["log2_fold_change"][~sig], y[~sig], s=4, c="#bbbbbb", label="n.s.", rasterized=True)
+    ax.scatter(d["log2_fold_change"][up], y[up], s=6, c="#c0392b", label=f"up ({int(up.sum())})")
+    ax.scatter(d["log2_fold_change"][sig & ~up], y[sig & ~up], s=6, c="#2c7fb8", label=f"down ({int((sig & ~up).sum())})")
+    for _, row in d[sig].nsmallest(label_top, "pvalue").iterrows():
+        ax.annotate(row["gene"], (row["log2_fold_change"], -np.log10(max(row["pvalue"], np.finfo(float).tiny))), fontsize=7)
+    ax.axvline(-lfc, ls=":", c="k", lw=0.5)
+    ax.axvline(lfc, ls=":", c="k", lw=0.5)
+    ax.set_xlabel("log2 fold change")
+    ax.set_ylabel("-log10 p-value")
+    ax.set_title(f"{d['group'].iat[0]} vs {d['reference'].iat[0]}")
+    ax.legend(frameon=False, fontsize=7)
+    return ax
+
+
+def de_dotplot(de: pd.DataFrame, genes: Sequence[str], *, ax: plt.Axes | None = None) -> plt.Axes:
+    """Dot plot from a tidy DE table: dot size = fraction expressing in the group, colour = mean in the group."""
+    d = de[de["gene"].isin(genes)]
+    if d.empty:
+        raise HmbaToolkitError("none of the genes is in the table")
+    groups = sorted(d["group"].unique())
+    ax = ax or plt.subplots(figsize=(0.5 * len(genes) + 2, 0.4 * len(groups) + 1.5))[1]
+    gx = {g: i for i, g in enumerate(genes)}
+    gy = {g: i for i, g in enumerate(groups)}
+    sc = ax.scatter(d["gene"].map(gx), d["group"].map(gy), s=200 * d["frac_in"].fillna(0), c=d["mean_in"], cmap="Reds", edgecolor="k", lw=0.3)
+    ax.set_xticks(range(len(genes)), genes, rotation=90)
+    ax.set_yticks(range(len(groups)), groups)
+    plt.colorbar(sc, ax=ax, label="mean in group")
+    return ax
+
+
+def enrichment_curve(ranking: pd.Series, genes: Sequence[str], *, weight: float = 1.0, ax: plt.Axes | None = None) -> plt.Axes:
+    """The GSEA running sum of one gene set along a ranking, with the hits as ticks."""
+    r = ranking.dropna().sort_values(ascending=False, kind="stable")
+    hit = r.index.isin(list(genes))
+    if not hit.any():
+        raise HmbaToolkitError("no gene of the set is in the ranking")
+    w = np.abs(r.to_numpy(float)) ** weight
+    step = np.where(hit, w / w[hit].sum(), -1.0 / (len(r) - hit.sum()))
+    run = np.cumsum(step)
+    ax = ax or plt.subplots(figsize=(5, 3))[1]
+    ax.plot(np.arange(len(r)), run, c="#2ca25f")
+    ax.vlines(np.flatnonzero(hit), run.min() - 0.05, run.min() - 0.01, color="k", lw=0.5)
+    ax.axhline(0, c="k", lw=0.5)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("running enrichment score")
+    return ax
+
+
+def enrichment_dotplot(res: pd.DataFrame, top: int = 15, *, ax: plt.Axes | None = None) -> plt.Axes:
+    """The ``top`` sets by p-value: x = statistic (NES or expected overlap), size = set size, colour = -log10 padj."""
+    d = res.head(top).iloc[::-1]
+    ax = ax or plt.subplots(figsize=(5, 0.3 * len(d) + 1))[1]
+    sc = ax.scatter(d["statistic"], np.arange(len(d)), s=10 + 3 * d["n_overlap"], c=-np.log10(d["padj"].clip(lower=1e-300)), cmap="viridis")
+    ax.set_yticks(range(len(d)), d["term"])
+    ax.set_xlabel("NES" if res.attrs.get("method") == "prerank" else "statistic")
+    plt.colorbar(sc, ax=ax, label="-log10 padj")
+    return ax
