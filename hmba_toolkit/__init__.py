@@ -7,6 +7,16 @@ io
     grids and ontology, Allen RMA queries, BrainSpan.
 datasets
     The embedded demo release in the real Allen layouts.
+normalize
+    log2(CPM+1) / log2(CPT+1) exactly as the release, QC summaries.
+de
+    Differential expression: Wilcoxon, pseudobulk (DESeq2), AHBA region groups.
+ahba
+    The AHBA processing pipeline (probes, samples, normalization, regions).
+gsea
+    Gene-set enrichment: ORA, preranked GSEA, per-sample scores, gene-set libraries.
+pl
+    Plots of the tidy result tables.
 regions
     Summaries of 3-D volumes by brain structure.
 errors
