@@ -23,6 +23,14 @@ def demo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cache(demo_root):
+    """The demo release opened local-only, shared by the test modules."""
+    from hmba_toolkit.io import AbcCache
+
+    return AbcCache(demo_root, base_url=None)
+
+
+@pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"the shared fixtures are missing: expected {FIXTURES}")

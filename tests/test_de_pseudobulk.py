@@ -12,14 +12,8 @@ import scipy.sparse as sp
 from hmba_toolkit.datasets import demo_ground_truth
 from hmba_toolkit.de import aggregate_counts, pseudobulk
 from hmba_toolkit.errors import HmbaToolkitError
-from hmba_toolkit.io import AbcCache
 
 ALIGNED = "HMBA-10xMultiome-BG-Aligned"
-
-
-@pytest.fixture(scope="module")
-def cache(demo_root):
-    return AbcCache(demo_root, base_url=None)
 
 
 @pytest.fixture(scope="module")

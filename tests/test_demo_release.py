@@ -6,19 +6,13 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from hmba_toolkit._files import md5sum
 from hmba_toolkit.datasets import _abc_demo, demo_ground_truth
-from hmba_toolkit.io import AbcCache, read_h5ad_obs_names, read_h5ad_subset
+from hmba_toolkit.io import read_h5ad_obs_names, read_h5ad_subset
 
 ALIGNED = "HMBA-10xMultiome-BG-Aligned"
 HUMAN_SPATIAL = "HMBA-MERSCOPE-H22.30.001-BG"
-
-
-@pytest.fixture(scope="module")
-def cache(demo_root):
-    return AbcCache(demo_root, base_url=None)
 
 
 def test_every_file_passes_its_manifest_md5(demo_root, cache):

@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 
 from hmba_toolkit.errors import DataFormatError, HmbaToolkitError, ManifestError
-from hmba_toolkit.io import AbcCache, read_h5ad_subset, read_ontology
+from hmba_toolkit.io import read_h5ad_subset, read_ontology
 
 ALIGNED = "HMBA-10xMultiome-BG-Aligned"
-
-
-@pytest.fixture(scope="module")
-def cache(demo_root):
-    return AbcCache(demo_root, base_url=None)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 
 from hmba_toolkit.errors import DataFormatError
-from hmba_toolkit.io import AbcCache
 from hmba_toolkit.normalize import log2_cpm, log2_cpt, log2_normalize, qc_metrics
-
-
-@pytest.fixture(scope="module")
-def cache(demo_root):
-    return AbcCache(demo_root, base_url=None)
 
 
 @pytest.mark.parametrize("directory, fn", [

@@ -14,7 +14,6 @@ import gzip
 import os
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
