@@ -11,7 +11,6 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS := 1
 export NUMBA_NUM_THREADS := 1
-export MPLBACKEND := Agg
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 .PHONY: demo test env data clean lock regenerate
