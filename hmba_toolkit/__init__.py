@@ -23,8 +23,8 @@ errors
     The exceptions raised on bad input.
 """
 
-from . import ahba, datasets, de, errors, gsea, io, normalize, pl, regions
+from . import ahba, datasets, de, errors, gsea, io, normalize, pl, regions, spatial
 from ._session import session_info
 
 __version__ = "0.1.0"
-__all__ = ["ahba", "datasets", "de", "errors", "gsea", "io", "normalize", "pl", "regions", "session_info", "__version__"]
+__all__ = ["ahba", "datasets", "de", "errors", "gsea", "io", "normalize", "pl", "regions", "session_info", "spatial", "__version__"]

@@ -65,3 +65,12 @@ def test_nested_json_ontology(tmp_path):
     p.write_text(json.dumps(doc))
     tree = read_ontology(p)
     assert tree.ancestors("STR") == [997, 8] and tree.descendants("grey") == {8, 477}
+
+
+def test_symbols_with_unnamed_rows(cache):
+    # MERSCOPE blank codewords have no gene_symbol: symbol look-ups still work, ambiguous ones are named
+    sp = "HMBA-MERSCOPE-H22.30.001-BG"
+    x = cache.read_expression(sp, genes=["CNR1", "KCNIP1"])
+    assert list(x.var["gene_symbol"]) == ["CNR1", "KCNIP1"]
+    with pytest.raises(DataFormatError, match="match several rows"):
+        cache.read_expression(sp, genes=["nan"])

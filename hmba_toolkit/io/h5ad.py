@@ -112,11 +112,17 @@ def read_h5ad_subset(
             cols = np.arange(n_var)
         else:
             keys = var.index if gene_column is None else pd.Index(var[gene_column].astype(str))
-            cols = keys.get_indexer(pd.Index(genes))
-            if (cols < 0).any():
-                missing = [g for g, c in zip(genes, cols) if c < 0]
-                where = "var index" if gene_column is None else f"var column {gene_column!r}"
+            where = "var index" if gene_column is None else f"var column {gene_column!r}"
+            dup = keys.duplicated(keep=False)  # e.g. blank codewords without a symbol
+            ambiguous = sorted(set(genes) & set(keys[dup]))
+            if ambiguous:
+                raise DataFormatError(f"{path}: genes {ambiguous} match several rows of {where}; ask by identifier")
+            unique_pos = np.flatnonzero(~dup)
+            hit = keys[unique_pos].get_indexer(pd.Index(genes))
+            if (hit < 0).any():
+                missing = [g for g, c in zip(genes, hit) if c < 0]
                 raise DataFormatError(f"{path}: genes not found in {where}: {missing}")
+            cols = unique_pos[hit]
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         indptr = X["indptr"]
