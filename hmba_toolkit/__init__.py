@@ -17,14 +17,18 @@ gsea
     Gene-set enrichment: ORA, preranked GSEA, per-sample scores, gene-set libraries.
 pl
     Plots of the tidy result tables.
+weights, autocorrelation
+    Spatial weights; Moran's I and Geary's C with analytic and permutation p-values.
+spatial
+    Region polygons of the spatial slabs and cell-to-region assignment.
 regions
     Summaries of 3-D volumes by brain structure.
 errors
     The exceptions raised on bad input.
 """
 
-from . import ahba, datasets, de, errors, gsea, io, normalize, pl, regions, spatial
+from . import ahba, autocorrelation, datasets, de, errors, gsea, io, normalize, pl, regions, spatial, weights
 from ._session import session_info
 
 __version__ = "0.1.0"
-__all__ = ["ahba", "datasets", "de", "errors", "gsea", "io", "normalize", "pl", "regions", "session_info", "spatial", "__version__"]
+__all__ = ["ahba", "autocorrelation", "datasets", "de", "errors", "gsea", "io", "normalize", "pl", "regions", "session_info", "spatial", "weights", "__version__"]
