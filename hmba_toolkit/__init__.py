@@ -19,6 +19,8 @@ pl
     Plots of the tidy result tables.
 weights, autocorrelation
     Spatial weights; Moran's I and Geary's C with analytic and permutation p-values.
+nulls
+    Spatial null models (Moran spectral randomisation, spatial lag) and map correlation tests.
 spatial
     Region polygons of the spatial slabs and cell-to-region assignment.
 regions
@@ -27,8 +29,8 @@ errors
     The exceptions raised on bad input.
 """
 
-from . import ahba, autocorrelation, datasets, de, errors, gsea, io, normalize, pl, regions, spatial, weights
+from . import ahba, autocorrelation, datasets, de, errors, gsea, io, normalize, nulls, pl, regions, spatial, weights
 from ._session import session_info
 
 __version__ = "0.1.0"
-__all__ = ["ahba", "autocorrelation", "datasets", "de", "errors", "gsea", "io", "normalize", "pl", "regions", "session_info", "spatial", "weights", "__version__"]
+__all__ = ["ahba", "autocorrelation", "datasets", "de", "errors", "gsea", "io", "normalize", "nulls", "pl", "regions", "session_info", "spatial", "weights", "__version__"]

@@ -1,0 +1,213 @@
+"""Null models for spatially autocorrelated brain maps, and map-to-map correlation tests.
+
+Nearby locations have similar values, so shuffling a map (the naive permutation null) breaks
+its autocorrelation and makes independent maps look correlated far more often than alpha.
+The nulls here keep the autocorrelation:
+
+* :func:`moran` — Moran spectral randomisation (Wagner and Dray 2015): the map's projections on
+  the eigenvectors of the doubly centred weight matrix (Moran eigenvector maps) get random
+  signs (``"singleton"``) or random rotations within pairs (``"pair"``);
+* :func:`spatial_lag` — spatial-lag (SAR) ensembles (Burt et al. 2018): ``x = (I - rho W)^-1 u``
+  with ``W_ij = exp(-d_ij / d0)``, ``rho`` and ``d0`` fitted to the map, ``u`` white noise;
+* :func:`naive` — random permutations, for contrast only.
+
+Each takes ``x`` (N values) and ``coords`` ((N, d) positions, or ``distances`` (N, N)) and returns
+an (n, N) array of surrogate maps. :func:`correlate` tests the correlation of two maps against
+the surrogates of one of them, with the add-one rule.
+
+What each achieves (false-positive rate at alpha = 0.05 for pairs of independent Gaussian maps
+with exponential covariance, 200 pairs, 300 surrogates; measured 2026-11-23, ``tests/test_nulls.py``
+reproduces a seeded subset):
+
+=======================  ==================  ==================  ==================  ==================
+null                     150 points, L=0.1   150 points, L=0.3   83 DK centroids,    83 DK centroids,
+                                                                 L=0.1               L=0.3
+=======================  ==================  ==================  ==================  ==================
+naive permutation        0.13                0.39                0.06                0.135
+moran, singleton         0.05                0.105               0.065               0.055
+moran, pair              0.055               0.085               0.065               0.045
+spatial_lag (SAR, ML)    0.06                0.07                0.075               0.055
+=======================  ==================  ==================  ==================  ==================
+
+(L is the covariance length as a fraction of the median pairwise distance.) Moran spectral
+randomisation is liberal under strong autocorrelation, as Markello and Misic (2021) also found;
+the spatial-lag ensemble held the rate in every setting measured here. Variogram-matching
+surrogates (Burt et al. 2020) are not implemented yet.
+
+References
+----------
+Wagner HH, Dray S (2015) Methods Ecol Evol 6:1169-1178. Ord K (1975) J Am Stat Assoc 70:120-126. Burt JB et al. (2018) Nat Neurosci
+21:1251-1259. Markello RD, Misic B (2021) NeuroImage 236:118052. Vos de Wael R et al. (2020)
+Commun Biol 3:103 (BrainSpace).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg, optimize, stats
+
+from .errors import HmbaToolkitError
+
+__all__ = ["naive", "moran", "spatial_lag", "moran_eigenvectors", "correlate"]
+
+
+def _distances(coords, distances) -> np.ndarray:
+    if distances is not None:
+        D = np.asarray(distances, dtype=float)
+        if D.ndim != 2 or D.shape[0] != D.shape[1]:
+            raise HmbaToolkitError(f"distances must be square, got {D.shape}")
+        return D
+    c = np.asarray(coords, dtype=float)
+    if c.ndim == 1:
+        c = c[:, None]
+    if c.ndim != 2:
+        raise HmbaToolkitError(f"coords must be (N, d), got {c.shape}")
+    return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
+
+
+def _check(x, D) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or x.size != D.shape[0]:
+        raise HmbaToolkitError(f"x must have one value per location ({D.shape[0]}), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise HmbaToolkitError("x has NaN or infinite values")
+    return x
+
+
+def naive(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None) -> np.ndarray:
+    """Random permutations of ``x`` (ignores space; shown for contrast)."""
+    x = np.asarray(x, dtype=float)
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(x) for _ in range(n)])
+
+
+def moran_eigenvectors(coords=None, *, distances=None, weights: str = "inverse") -> tuple[np.ndarray, np.ndarray]:
+    """Moran eigenvector maps: eigenvalues and eigenvectors of the doubly centred symmetric W.
+
+    ``weights="inverse"``: ``w_ij = 1 / d_ij`` (BrainSpace's default for point sets). Eigenpairs with
+    ``|lambda| < 1e-10`` (the constant direction) are dropped; sorted by decreasing eigenvalue.
+    """
+    D = _distances(coords, distances)
+    with np.errstate(divide="ignore"):
+        W = np.where(D > 0, 1.0 / D, 0.0) if weights == "inverse" else None
+    if W is None:
+        raise HmbaToolkitError(f"weights={weights!r} is not 'inverse'")
+    W = (W + W.T) / 2
+    Wc = W - W.mean(axis=0) - W.mean(axis=1)[:, None] + W.mean()
+    vals, vecs = linalg.eigh(Wc)
+    keep = np.abs(vals) > 1e-10 * np.abs(vals).max()
+    order = np.argsort(vals[keep])[::-1]
+    return vals[keep][order], vecs[:, keep][:, order]
+
+
+def moran(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None, procedure: str = "singleton",
+          eigenvectors: np.ndarray | None = None) -> np.ndarray:
+    """Moran spectral randomisation surrogates of ``x`` (Wagner and Dray 2015).
+
+    Keeps the mean and the variance of ``x`` and, with ``"singleton"``, the magnitude of its
+    correlation with every Moran eigenvector (hence its Moran's I spectrum). Pass precomputed
+    ``eigenvectors`` (from :func:`moran_eigenvectors`) to reuse the O(N^3) decomposition.
+    """
+    if procedure not in ("singleton", "pair"):
+        raise HmbaToolkitError(f"procedure={procedure!r} is not 'singleton' or 'pair'")
+    V = eigenvectors if eigenvectors is not None else moran_eigenvectors(coords, distances=distances)[1]
+    x = np.asarray(x, dtype=float)
+    if V.shape[0] != x.size:
+        raise HmbaToolkitError(f"eigenvectors have {V.shape[0]} rows for {x.size} values")
+    z = x - x.mean()
+    coef = V.T @ z
+    rng = np.random.default_rng(seed)
+    if procedure == "singleton":
+        new = coef[None, :] * rng.choice([-1.0, 1.0], size=(n, coef.size))
+    else:
+        new = np.empty((n, coef.size))
+        # rotate within pairs of neighbouring eigenvectors (similar Moran's I), random angles
+        a = np.arange(0, coef.size - 1, 2)
+        b = a + 1
+        for i in range(n):
+            c = coef.copy()
+            phi = rng.uniform(0, 2 * np.pi, a.size)
+            c[a] = np.cos(phi) * coef[a] - np.sin(phi) * coef[b]
+            c[b] = np.sin(phi) * coef[a] + np.cos(phi) * coef[b]
+            if coef.size % 2:
+                c[-1] *= rng.choice([-1.0, 1.0])
+            new[i] = c
+    surr = new @ V.T
+    # the centred map may have a part outside the kept eigenvectors (numerical); rescale the variance
+    surr *= z.std() / np.maximum(surr.std(axis=1, keepdims=True), 1e-300)
+    return surr + x.mean()
+
+
+def _sar_fit(x, D) -> tuple[float, float]:
+    """Maximum-likelihood fit of the SAR model ``z = rho W(d0) z + e`` (Ord 1975), profiled over d0.
+
+    ``W`` is ``exp(-d/d0)`` with a zero diagonal, row-normalised; ``log|I - rho W|`` comes from its
+    (real) eigenvalues, those of the symmetric ``S^-1/2 K S^-1/2``. Least squares of z on ``Wz`` is
+    biased here (the regressor is endogenous) and drives ``rho`` to its bound.
+    """
+    z = (x - x.mean()) / x.std()
+    n = z.size
+    dpos = D[D > 0]
+    best = (-np.inf, 0.0, float(np.median(dpos)))
+    for d0 in np.geomspace(np.quantile(dpos, 0.005), np.quantile(dpos, 0.5), 14):
+        K = np.exp(-D / d0)
+        np.fill_diagonal(K, 0)
+        s = K.sum(axis=1)
+        lam = linalg.eigvalsh(K / np.sqrt(np.outer(s, s)))
+        wz = (K @ z) / s
+
+        def negll(rho):
+            return -(np.log1p(-rho * lam).sum() - n / 2 * np.log(((z - rho * wz) ** 2).sum()))
+
+        fit = optimize.minimize_scalar(negll, bounds=(-0.99, 0.99), method="bounded")
+        if -fit.fun > best[0]:
+            best = (-fit.fun, float(fit.x), float(d0))
+    return best[1], best[2]
+
+
+def spatial_lag(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None, rho: float | None = None,
+                d0: float | None = None) -> np.ndarray:
+    """Spatial-lag (SAR) surrogates ``(I - rho W)^-1 u`` with row-normalised ``W = exp(-d / d0)``.
+
+    ``rho`` and ``d0`` are fitted to ``x`` by maximum likelihood when not given (Ord 1975; the model
+    of Burt et al. 2018).
+    Surrogates are rescaled to the mean and SD of ``x`` and rank-matched to its values, so each
+    surrogate is a spatially autocorrelated reordering of ``x``.
+    """
+    D = _distances(coords, distances)
+    x = _check(x, D)
+    if rho is None or d0 is None:
+        f_rho, f_d0 = _sar_fit(x, D)
+        rho = f_rho if rho is None else rho
+        d0 = f_d0 if d0 is None else d0
+    W = np.exp(-D / d0)
+    np.fill_diagonal(W, 0)
+    W /= W.sum(axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((x.size, n))
+    X = linalg.lu_solve(linalg.lu_factor(np.eye(x.size) - rho * W), U).T
+    ranks = np.argsort(np.argsort(X, axis=1), axis=1)
+    return np.sort(x)[ranks]
+
+
+def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson") -> dict:
+    """Correlation of maps ``x`` and ``y`` with a two-sided p-value from surrogates of ``x``.
+
+    ``p = (1 + #{|r_null| >= |r|}) / (1 + n)``. ``method``: ``"pearson"`` or ``"spearman"``.
+    Returns ``{"r", "p", "n_nulls"}``.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    nulls = np.asarray(nulls, float)
+    if nulls.ndim != 2 or nulls.shape[1] != x.size or y.size != x.size:
+        raise HmbaToolkitError(f"nulls must be (n, {x.size}) and y must have {x.size} values")
+    if method == "spearman":
+        x, y = stats.rankdata(x), stats.rankdata(y)
+        nulls = np.apply_along_axis(stats.rankdata, 1, nulls)
+    elif method != "pearson":
+        raise HmbaToolkitError(f"method={method!r} is not 'pearson' or 'spearman'")
+    yz = (y - y.mean()) / y.std()
+    r = float(np.mean((x - x.mean()) / x.std() * yz))
+    nz = (nulls - nulls.mean(axis=1, keepdims=True)) / nulls.std(axis=1, keepdims=True)
+    rn = (nz * yz).mean(axis=1)
+    p = (1 + np.sum(np.abs(rn) >= abs(r) - 1e-12)) / (1 + len(rn))
+    return {"r": r, "p": float(p), "n_nulls": len(rn)}
