@@ -18,13 +18,37 @@ import scipy.sparse as sp
 
 from .errors import DataFormatError
 
-__all__ = ["log2_normalize", "log2_cpm", "log2_cpt", "qc_metrics"]
+__all__ = ["counts_per", "cpm", "log2_normalize", "log2_cpm", "log2_cpt", "qc_metrics"]
 
 
 def _as_csr(X) -> sp.csr_matrix:
     if sp.issparse(X):
         return sp.csr_matrix(X)
     return sp.csr_matrix(np.asarray(X))
+
+
+def counts_per(X, scale: float) -> sp.csr_matrix:
+    """``x / rowsum(x) * scale`` of a cells x genes count matrix (float64 CSR; empty cells stay zero).
+
+    ``scale=1e6`` gives counts per million (CPM), ``1e3`` counts per thousand (CPT).
+    """
+    if scale <= 0:
+        raise DataFormatError(f"scale must be positive, got {scale}")
+    X = _as_csr(X)
+    if X.nnz and np.asarray(X.data).min() < 0:
+        raise DataFormatError("counts must be non-negative")
+    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    vals = X.data.astype(np.float64) / totals[rows] * scale
+    return sp.csr_matrix((vals, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+
+
+def cpm(adata: ad.AnnData) -> ad.AnnData:
+    """A copy of ``adata`` with ``X`` = counts per million (float64, not logged)."""
+    out = adata.copy()
+    out.X = counts_per(adata.X, 1e6)
+    out.uns["normalization"] = "CPM"
+    return out
 
 
 def log2_normalize(X, scale: float) -> sp.csr_matrix:
@@ -39,16 +63,10 @@ def log2_normalize(X, scale: float) -> sp.csr_matrix:
     >>> log2_normalize(np.array([[1, 3]]), 4).toarray()
     array([[1., 2.]], dtype=float32)
     """
-    if scale <= 0:
-        raise DataFormatError(f"scale must be positive, got {scale}")
-    X = _as_csr(X)
-    if X.nnz and np.asarray(X.data).min() < 0:
-        raise DataFormatError("counts must be non-negative")
-    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    per = counts_per(X, scale)
     with np.errstate(divide="ignore", invalid="ignore"):
-        vals = np.log2(X.data.astype(np.float64) / totals[rows] * scale + 1.0)
-    out = sp.csr_matrix((vals.astype(np.float32), X.indices.copy(), X.indptr.copy()), shape=X.shape)
+        vals = np.log2(per.data + 1.0)
+    out = sp.csr_matrix((vals.astype(np.float32), per.indices, per.indptr), shape=per.shape)
     out.eliminate_zeros()
     return out
 

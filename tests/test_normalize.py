@@ -53,3 +53,12 @@ def test_qc_metrics_against_direct_computation(cache):
     assert j.loc[~j["qc_pass"], "total_counts"].median() < 0.2 * j.loc[j["qc_pass"], "total_counts"].median()
     with pytest.raises(DataFormatError, match="raw integer counts"):
         qc_metrics(log2_cpt(raw))
+
+
+def test_cpm_sums_to_a_million(cache):
+    from hmba_toolkit.normalize import cpm
+
+    raw = cache.read_expression("HMBA-10xMultiome-BG-Aligned", normalization="raw", gene_column=None)
+    out = cpm(raw)
+    np.testing.assert_allclose(np.asarray(out.X.sum(axis=1)).ravel(), 1e6)
+    assert out.uns["normalization"] == "CPM"

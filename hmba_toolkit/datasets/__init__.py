@@ -44,11 +44,16 @@ def data_home() -> Path:
 
 
 def _source_fingerprint(*modules: str) -> str:
-    """Hash of the generator sources and shipped tables: a changed generator regenerates."""
+    """Hash of the generator sources, the package modules they call, and the shipped tables.
+
+    ``modules`` are paths relative to the ``hmba_toolkit`` package: changing any of them
+    (or a data file) regenerates the demo on the next call.
+    """
     digest = hashlib.sha256(DEMO_VERSION.encode())
-    pkg = resources.files("hmba_toolkit.datasets")
+    top = resources.files("hmba_toolkit")
     for name in modules:
-        digest.update(pkg.joinpath(name).read_bytes())
+        digest.update(top.joinpath(name).read_bytes())
+    pkg = resources.files("hmba_toolkit.datasets")
     for item in sorted(pkg.joinpath("data").iterdir(), key=lambda p: p.name):
         if item.is_file():
             digest.update(item.name.encode())
@@ -112,7 +117,7 @@ def fetch_demo() -> Path:
     >>> sorted(p.name for p in (root / "releases").iterdir())
     ['20251031']
     """
-    return _materialize("hmba", ("_abc_demo.py",), _build_abc) / "abc_atlas"
+    return _materialize("hmba", ("datasets/_abc_demo.py", "normalize.py"), _build_abc) / "abc_atlas"
 
 
 def _build_mouse(tmp: Path) -> None:
@@ -129,7 +134,7 @@ def fetch_demo_mouse_ish() -> Path:
     ``grids/<SectionDataSet id>.zip`` as returned by the Allen grid API (simulated energies).
     Ground truth in ``../ground_truth/``.
     """
-    return _materialize("mouse_ish", ("_mouse_demo.py",), _build_mouse) / "mouse_ish"
+    return _materialize("mouse_ish", ("datasets/_mouse_demo.py", "io/mouse_ish.py", "io/ontology.py"), _build_mouse) / "mouse_ish"
 
 
 def _build_ahba(tmp: Path) -> None:
@@ -145,7 +150,7 @@ def fetch_demo_ahba() -> Path:
     simulated expression (see ``hmba_toolkit.datasets._ahba_demo``). Ground truth in
     ``../ground_truth/``.
     """
-    return _materialize("ahba", ("_ahba_demo.py",), _build_ahba) / "ahba"
+    return _materialize("ahba", ("datasets/_ahba_demo.py",), _build_ahba) / "ahba"
 
 
 def _build_brainspan(tmp: Path) -> None:
@@ -156,7 +161,7 @@ def _build_brainspan(tmp: Path) -> None:
 
 def fetch_demo_brainspan() -> Path:
     """Folder of a demo BrainSpan RNA-seq genes download (``expression_matrix.csv`` + metadata)."""
-    return _materialize("brainspan", ("_brainspan_demo.py",), _build_brainspan) / "brainspan"
+    return _materialize("brainspan", ("datasets/_brainspan_demo.py",), _build_brainspan) / "brainspan"
 
 
 def demo_ground_truth() -> Path:
