@@ -97,7 +97,7 @@ def _row_chunks(adata, layer, chunk_size):
         yield 0, adata.layers[layer] if layer else adata.X
 
 
-def _deseq2(counts: pd.DataFrame, meta: pd.DataFrame, design: str, seed: int) -> pd.DataFrame:
+def _deseq2(counts: pd.DataFrame, meta: pd.DataFrame, design: str) -> pd.DataFrame:
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.default_inference import DefaultInference
     from pydeseq2.ds import DeseqStats
@@ -105,7 +105,6 @@ def _deseq2(counts: pd.DataFrame, meta: pd.DataFrame, design: str, seed: int) ->
     inference = DefaultInference(n_cpus=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        np.random.seed(seed)  # pydeseq2 draws nothing random by default; kept for explicitness
         dds = DeseqDataSet(counts=counts, metadata=meta, design=design, size_factors_fit_type="poscounts",
                            refit_cooks=True, inference=inference, quiet=True)
         dds.deseq2()
@@ -145,7 +144,8 @@ def pseudobulk(
     min_total_count
         Genes with fewer total counts over the tested samples are not tested (NaN p-value).
     seed
-        Recorded for reproducibility (DESeq2 fitting is deterministic).
+        Recorded in ``df.attrs["seed"]``; DESeq2 fitting draws no random numbers, so results do
+        not depend on it (the global NumPy random state is never touched).
 
     Returns
     -------
@@ -199,7 +199,7 @@ def pseudobulk(
         testable = counts.sum(axis=0) >= min_total_count
         cdf = pd.DataFrame(np.rint(counts[:, testable]).astype(np.int64), index=meta.index,
                            columns=[f"g{j}" for j in np.flatnonzero(testable)])
-        res = _deseq2(cdf, meta, design, seed)
+        res = _deseq2(cdf, meta, design)
         lfc = np.full(len(genes), np.nan)
         stat = np.full(len(genes), np.nan)
         pval = np.full(len(genes), np.nan)
@@ -219,4 +219,5 @@ def pseudobulk(
         }))
     out = tidy(frames)
     out.attrs["design"] = designs
+    out.attrs["seed"] = seed
     return out
