@@ -59,3 +59,13 @@ def test_readmes_list_every_notebook():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_size_cap(path):
     assert path.stat().st_size < 2_000_000, "keep committed notebooks under 2 MB"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_are_rendered(path):
+    """A cell that shows a figure must carry it (a non-inline backend silently drops figures)."""
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        if "plt.show()" in cell.source:
+            kinds = {k for o in cell.outputs for k in o.get("data", {})}
+            assert "image/png" in kinds, f"code cell {i} calls plt.show() but has no image output"
