@@ -6,6 +6,7 @@ import json
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 from hmba_toolkit.errors import DataFormatError, HmbaToolkitError, ManifestError
@@ -74,3 +75,15 @@ def test_symbols_with_unnamed_rows(cache):
     assert list(x.var["gene_symbol"]) == ["CNR1", "KCNIP1"]
     with pytest.raises(DataFormatError, match="match several rows"):
         cache.read_expression(sp, genes=["nan"])
+
+
+def test_missing_cells_skip_and_get_gene_data_nan(cache, raw_path):
+    sub = read_h5ad_subset(raw_path, cells=["not-a-cell"], genes=["DRD1"], gene_column="gene_symbol", missing_cells="skip")
+    assert sub.n_obs == 0
+    with pytest.raises(DataFormatError, match="missing_cells"):
+        read_h5ad_subset(raw_path, cells=["x"], missing_cells="ignore")
+    cells = cache.cell_table(ALIGNED).head(5)
+    fake = cells.iloc[:1].rename(index=lambda _: "AAAAAAAAAAAAAAAA-0000_A00")
+    table = pd.concat([cells, fake])
+    got = cache.get_gene_data(table, cache.get_metadata_dataframe(ALIGNED, "gene"), ["DRD1", "PPP1R1B"])
+    assert got.loc["AAAAAAAAAAAAAAAA-0000_A00"].isna().all() and got.loc[cells.index].notna().all().all()

@@ -26,7 +26,7 @@ import pandas as pd
 from .._files import md5sum, write_text_atomic
 from ..errors import HmbaToolkitError, ManifestError, OfflineError
 from .download import download_file, fetch_bytes, list_bucket_prefixes
-from .h5ad import read_h5ad_obs_names, read_h5ad_subset
+from .h5ad import read_h5ad_subset
 from .manifest import FileEntry, Manifest, safe_relative_path
 
 __all__ = ["AbcCache", "DEFAULT_BASE_URL", "TAXONOMY_LEVELS", "read_abc_csv"]
@@ -448,11 +448,10 @@ class AbcCache:
         out = pd.DataFrame(index=all_cells.index, columns=list(selected_genes), dtype="float32")
         for (dataset, label), group in all_cells.groupby(["dataset_label", "feature_matrix_label"], sort=True):
             path = self.get_file_path(dataset, f"{label}/{data_type}")
-            present = group.index.intersection(read_h5ad_obs_names(path))
-            if len(present) == 0:
-                continue
-            sub = read_h5ad_subset(path, cells=present, genes=list(selected_genes), gene_column="gene_symbol")
-            out.loc[present, list(selected_genes)] = sub.X.toarray()
+            sub = read_h5ad_subset(path, cells=group.index, genes=list(selected_genes), gene_column="gene_symbol",
+                                   missing_cells="skip")
+            if sub.n_obs:
+                out.loc[sub.obs_names, list(selected_genes)] = sub.X.toarray()
         out.columns.name = "gene_symbol"
         return out
 

@@ -64,6 +64,7 @@ def read_h5ad_subset(
     genes: Sequence[str] | None = None,
     *,
     gene_column: str | None = None,
+    missing_cells: str = "raise",
 ) -> ad.AnnData:
     """Read selected cells and genes of a CSR h5ad into memory as AnnData.
 
@@ -79,6 +80,9 @@ def read_h5ad_subset(
         symbols; ``None`` keeps every gene.
     gene_column
         ``var`` column to match ``genes`` against; the index when ``None``.
+    missing_cells
+        ``"raise"`` (default) or ``"skip"``: leave out requested cells that the file does not
+        hold (Allen's matrices and ``cell_metadata`` do not always list the same cells).
 
     Returns
     -------
@@ -103,11 +107,13 @@ def read_h5ad_subset(
         if cells is None:
             rows = np.arange(n_obs)
         else:
+            if missing_cells not in ("raise", "skip"):
+                raise DataFormatError(f"missing_cells must be 'raise' or 'skip', not {missing_cells!r}")
             pos = obs.index.get_indexer(pd.Index(cells))
-            if (pos < 0).any():
+            if (pos < 0).any() and missing_cells == "raise":
                 missing = list(pd.Index(cells)[pos < 0][:5])
                 raise DataFormatError(f"{path}: {int((pos < 0).sum())} requested cells are not in the file, e.g. {missing}")
-            rows = pos
+            rows = pos[pos >= 0]
         if genes is None:
             cols = np.arange(n_var)
         else:
