@@ -273,14 +273,18 @@ class ExpressionModel:
             "Macaque": rng.normal(0, 0.3, size=n) * (rng.random(n) < 0.3),
             "Marmoset": rng.normal(0, 0.5, size=n) * (rng.random(n) < 0.3),
         }
-        self.rng = rng
+        self._effects: dict[tuple[str, ...], np.ndarray] = {}
 
     def lineage_effect(self, lineage: dict[str, str]) -> np.ndarray:
-        eff = np.zeros(len(self.genes))
-        for lvl in ("Neighborhood", "Class", "Subclass", "Group"):
-            for g, lfc in self.program.get((lvl, lineage[lvl]), {}).items():
-                eff[self.index[g]] = max(eff[self.index[g]], lfc)
-        return eff
+        """Planted log effect of a cell's lineage (max over its four levels' programs); memoised."""
+        key = tuple(lineage[lvl] for lvl in ("Neighborhood", "Class", "Subclass", "Group"))
+        if key not in self._effects:
+            eff = np.zeros(len(self.genes))
+            for lvl, name in zip(("Neighborhood", "Class", "Subclass", "Group"), key):
+                for g, lfc in self.program.get((lvl, name), {}).items():
+                    eff[self.index[g]] = max(eff[self.index[g]], lfc)
+            self._effects[key] = eff
+        return self._effects[key]
 
     def truth(self) -> pd.DataFrame:
         rows = [
@@ -341,7 +345,6 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
     libraries, cells, blocks = [], [], []
     donor_effect_rows = []
     n_genes = len(model.genes)
-    lineage_cache: dict[str, np.ndarray] = {}
     for d in DONORS.itertuples(index=False):
         species = d.species_genus
         donor_eff = rng.normal(0, 0.15, size=n_genes)
@@ -378,9 +381,7 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
             chosen = ok.iloc[pick]
             logits = np.empty((per_roi, n_genes))
             for i, r in enumerate(chosen.itertuples(index=False)):
-                if r.Cluster_label not in lineage_cache:
-                    lineage_cache[r.Cluster_label] = model.lineage_effect(r._asdict())
-                logits[i] = model.base + lineage_cache[r.Cluster_label]
+                logits[i] = model.base + model.lineage_effect(r._asdict())
             logits += donor_eff + model.species_effect[species]
             neuron = (chosen["Neighborhood"] != "Nonneuron").to_numpy()
             libsize = rng.lognormal(np.log(np.where(neuron, 2500, 1000)), 0.4)
