@@ -181,9 +181,10 @@ def pseudobulk(
         lab = pd.Series(side[keep], index=sub.obs_names)
         key = sub.obs[replicate].astype(str) + "|" + lab
         ind = pd.get_dummies(key).astype(float)
-        counts = ind.T.to_numpy() @ np.asarray(sub.X)
-        nexp = ind.T.to_numpy() @ np.asarray(sub.layers["n_expressing"])
-        ncell = ind.T.to_numpy() @ sub.obs["n_cells"].to_numpy(float)
+        M = ind.T.to_numpy()  # samples x pseudobulk rows
+        counts = M @ np.asarray(sub.X)
+        nexp = M @ np.asarray(sub.layers["n_expressing"])
+        ncell = M @ sub.obs["n_cells"].to_numpy(float)
         meta = pd.DataFrame([k.split("|") for k in ind.columns], columns=["replicate", "condition"], index=ind.columns)
         ok = ncell >= min_cells
         counts, nexp, ncell, meta = counts[ok], nexp[ok], ncell[ok], meta[ok]
