@@ -13,7 +13,7 @@ export OMP_NUM_THREADS := 1
 export NUMBA_NUM_THREADS := 1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: demo test env data clean lock regenerate
+.PHONY: demo test env data clean lock regenerate bench bench-env
 
 env: $(STAMP)
 
@@ -46,6 +46,17 @@ lock:
 	{ echo "# Exact pins: the reference environment (make demo/test, Binder, committed notebook outputs)."; \
 	  echo "# Regenerate with: make lock"; \
 	  build/lockenv/bin/pip freeze --exclude-editable --all | grep -v -E '^(pip|hmba.toolkit)=='; } > binder/requirements.txt
+
+# Benchmarks against the peers (not part of make test: timings are not tests). BrainSMASH is
+# GPL-3.0: a bench-only dependency, installed here and never imported by the package.
+bench-env: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check brainsmash==0.11.0
+
+bench: bench-env
+	OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=2 $(BIN)/python bench/bench_variogram.py 1000 2000
+	OMP_NUM_THREADS=2 $(BIN)/python bench/bench_map_enrichment.py
+	OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=2 $(BIN)/python bench/bench_wilcoxon.py 50000 2000
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_aggregate.py 200000 5000 60
 
 clean:
 	rm -rf build $(VENV)

@@ -14,13 +14,20 @@ de
 ahba
     The AHBA processing pipeline (probes, samples, normalization, regions).
 gsea
-    Gene-set enrichment: ORA, preranked GSEA, per-sample scores, gene-set libraries.
+    Gene-set enrichment: ORA, preranked GSEA, brain-map enrichment with spatial nulls,
+    per-sample scores, gene-set libraries.
 pl
     Plots of the tidy result tables.
 weights, autocorrelation
     Spatial weights; Moran's I and Geary's C with analytic and permutation p-values.
 nulls
-    Spatial null models (Moran spectral randomisation, spatial lag) and map correlation tests.
+    Spatial null models (variogram matching, spatial lag, Moran spectral randomisation) and map
+    correlation tests.
+variograms
+    Smoothed variograms and the goodness of fit of surrogate maps.
+coexpression
+    Gene x gene co-expression (cells, pseudobulk, regions); correlated gene expression between
+    regions and its distance dependence.
 spatial
     Region polygons of the spatial slabs and cell-to-region assignment.
 regions
@@ -29,8 +36,8 @@ errors
     The exceptions raised on bad input.
 """
 
-from . import ahba, autocorrelation, datasets, de, errors, gsea, io, normalize, nulls, pl, regions, spatial, weights
+from . import ahba, autocorrelation, coexpression, datasets, de, errors, gsea, io, normalize, nulls, pl, regions, spatial, variograms, weights
 from ._session import session_info
 
 __version__ = "0.1.0"
-__all__ = ["ahba", "autocorrelation", "datasets", "de", "errors", "gsea", "io", "normalize", "nulls", "pl", "regions", "session_info", "spatial", "weights", "__version__"]
+__all__ = ["ahba", "autocorrelation", "coexpression", "datasets", "de", "errors", "gsea", "io", "normalize", "nulls", "pl", "regions", "session_info", "spatial", "variograms", "weights", "__version__"]

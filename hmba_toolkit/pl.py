@@ -1,4 +1,5 @@
-"""Plots of the tidy result tables: volcano and dot plots for DE, curves and dot plots for enrichment.
+"""Plots of the tidy result tables: volcano and dot plots for DE, curves and dot plots for enrichment,
+variogram fits of surrogate maps, correlated gene expression against distance.
 
 Every function draws on ``ax`` (a new figure when None) and returns the Axes.
 """
@@ -13,7 +14,7 @@ import pandas as pd
 
 from .errors import HmbaToolkitError
 
-__all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot"]
+__all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot", "variogram_fit", "cge_distance"]
 
 
 def _one_group(de: pd.DataFrame, group: str | None) -> pd.DataFrame:
@@ -94,4 +95,39 @@ def enrichment_dotplot(res: pd.DataFrame, top: int = 15, *, ax: plt.Axes | None 
     ax.set_yticks(range(len(d)), d["term"])
     ax.set_xlabel("NES" if res.attrs.get("method") == "prerank" else "statistic")
     plt.colorbar(sc, ax=ax, label="-log10 padj")
+    return ax
+
+
+def variogram_fit(fit: pd.DataFrame, *, label: str = "surrogates", distance_unit: str = "", ax: plt.Axes | None = None) -> plt.Axes:
+    """The map's variogram and the mean +- SD of its surrogates' (from ``nulls.variogram_fit``).
+
+    Call once per null model on the same ``ax`` to compare them; the legend gives each null's
+    median goodness of fit (``r2``).
+    """
+    for key in ("distance", "target", "surrogate_mean", "surrogate_sd"):
+        if key not in fit.attrs:
+            raise HmbaToolkitError(f"fit lacks attrs[{key!r}]; pass the table returned by nulls.variogram_fit")
+    ax = ax or plt.subplots(figsize=(5, 3.6))[1]
+    h, m, sd = fit.attrs["distance"], fit.attrs["surrogate_mean"], fit.attrs["surrogate_sd"]
+    (line,) = ax.plot(h, m, lw=1.5, label=f"{label} (median r2 {np.median(fit['r2']):.2f})")
+    ax.fill_between(h, m - sd, m + sd, color=line.get_color(), alpha=0.2, lw=0)
+    if not any(ln.get_label() == "map" for ln in ax.get_lines()):
+        ax.plot(h, fit.attrs["target"], "k.-", lw=1, label="map")
+    unit = f" ({distance_unit})" if distance_unit else ""
+    ax.set(xlabel=f"separation distance{unit}", ylabel="semivariance", title="Variogram: map vs surrogates")
+    ax.legend(frameon=False, fontsize=8)
+    return ax
+
+
+def cge_distance(fit, *, distance_unit: str = "mm", ax: plt.Axes | None = None) -> plt.Axes:
+    """Correlated gene expression of region pairs against their distance, with the fitted decay curve."""
+    pairs = fit.pairs
+    ax = ax or plt.subplots(figsize=(5, 3.6))[1]
+    ax.scatter(pairs["distance"], pairs["cge"], s=4, alpha=0.4, color="0.4", lw=0, label="region pairs")
+    d = np.linspace(0, pairs["distance"].max(), 200)
+    ax.plot(d, fit.predict(d), color="C3", lw=2, label=fit.label())
+    ax.axhline(0, color="0.7", lw=0.8)
+    ax.set(xlabel=f"distance between regions ({distance_unit})", ylabel="correlated gene expression (r)",
+           title="CGE decays with distance")
+    ax.legend(frameon=False, fontsize=8)
     return ax

@@ -9,6 +9,7 @@ from scipy import linalg
 from hmba_toolkit import nulls
 from hmba_toolkit.autocorrelation import morans_i
 from hmba_toolkit.errors import HmbaToolkitError
+from hmba_toolkit.variograms import VariogramGeometry
 from hmba_toolkit.weights import knn_weights, row_standardize
 
 
@@ -18,12 +19,15 @@ def _fpr(xy, frac, reps, seed, which):
     C = np.exp(-D / (frac * np.median(D[D > 0])))
     L = linalg.cholesky(C + 1e-8 * np.eye(len(xy)), lower=True)
     _, V = nulls.moran_eigenvectors(xy)
+    geom = VariogramGeometry.build(xy)
     hits = {k: 0 for k in which}
     for rep in range(reps):
         x, y = L @ rng.standard_normal(len(xy)), L @ rng.standard_normal(len(xy))
         for k in which:
             if k == "naive":
                 s = nulls.naive(x, n=300, seed=rep)
+            elif k == "variogram":
+                s = nulls.variogram(x, n=300, seed=rep, geometry=geom)
             elif k == "moran":
                 s = nulls.moran(x, n=300, seed=rep, eigenvectors=V, procedure="pair")
             else:
@@ -40,9 +44,10 @@ def test_calibration_of_map_correlation(layout):
         from hmba_toolkit.ahba import desikan_killiany
 
         xy = desikan_killiany().centroids.to_numpy()
-    strong = _fpr(xy, 0.3, 120, seed=5, which=["naive", "moran", "spatial_lag"])
+    strong = _fpr(xy, 0.3, 120, seed=5, which=["naive", "moran", "spatial_lag", "variogram"])
     assert strong["naive"] > 0.12, strong  # naive permutation: several times alpha
     assert strong["spatial_lag"] <= 0.08, strong
+    assert strong["variogram"] <= 0.08, strong
     assert strong["moran"] <= 0.1, strong  # MSR pairs: near alpha, somewhat liberal (see the module docs)
     assert strong["naive"] >= 1.5 * max(strong["spatial_lag"], 0.02)
 

@@ -1,0 +1,352 @@
+"""Co-expression: gene x gene correlation (cells, pseudobulk, regions) and correlated gene expression.
+
+* :func:`gene_correlation` — Pearson or Spearman correlation between genes across cells (sparse,
+  never densified: the Gram matrix of the selected genes), across pseudobulk samples (summed
+  counts per group, log2 CPM), or across regions (a region x gene table);
+* :func:`top_pairs` — the strongest pairs of a correlation matrix as a tidy table;
+* :func:`cge` — correlated gene expression between regions: the correlation, across genes, of
+  two regions' expression profiles (Fulcher and Fornito 2016; Arnatkeviciute et al. 2019);
+* :func:`fit_distance_decay` — CGE against the distance between regions, fitted by
+  ``A exp(-d / lambda) + B`` (or a line, as abagen's ``remove_distance``), with the residual,
+  distance-corrected CGE matrix.
+
+Co-expression between genes measured on the same brain locations is confounded by space:
+nearby locations share expression, so two genes with smooth maps correlate by chance far more
+often than a naive test says. Test a pair of maps with :func:`hmba_toolkit.nulls.correlate` and
+spatial surrogates, not with a t-test on ``r``.
+
+References
+----------
+Fulcher BD, Fornito A (2016) PNAS 113:1435-1440. Arnatkeviciute A, Fulcher BD, Fornito A (2019)
+NeuroImage 189:353-367. Markello RD et al. (2021) eLife 10:e72129 (abagen). Spearman C (1904)
+Am J Psychol 15:72-101.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import optimize, stats
+
+from .errors import HmbaToolkitError
+
+__all__ = ["gene_correlation", "top_pairs", "cge", "fit_distance_decay", "DistanceDecayFit"]
+
+
+def _sparse_rank_shift(X: sp.csc_matrix) -> sp.csc_matrix:
+    """Per column: average ranks minus the zeros' average rank; zeros stay 0 (sparsity kept).
+
+    Spearman = Pearson of ranks, and Pearson does not change when a column is shifted, so the
+    zeros (tied at rank ``(z + 1) / 2``) can be moved to 0.
+    """
+    X = sp.csc_matrix(X, dtype=float, copy=True)
+    n = X.shape[0]
+    for g in range(X.shape[1]):
+        a, b = X.indptr[g], X.indptr[g + 1]
+        vals = X.data[a:b]
+        if vals.size == 0:
+            continue
+        if (vals < 0).any():
+            raise HmbaToolkitError("method='spearman' on sparse data needs non-negative values (counts or log counts)")
+        z = n - vals.size
+        X.data[a:b] = z + stats.rankdata(vals) - (z + 1) / 2
+    return X
+
+
+def _corr_columns(X, genes: list[str]) -> pd.DataFrame:
+    n = X.shape[0]
+    if n < 3:
+        raise HmbaToolkitError(f"a correlation needs at least 3 observations, got {n}")
+    if sp.issparse(X):
+        X = sp.csc_matrix(X, dtype=float)
+        G = (X.T @ X).toarray()
+        mu = np.asarray(X.mean(axis=0)).ravel()
+    else:
+        X = np.asarray(X, dtype=float)
+        if not np.isfinite(X).all():
+            raise HmbaToolkitError("the expression values have NaN or infinite entries; drop or impute them first")
+        mu = X.mean(axis=0)
+        G = X.T @ X
+    cov = (G - n * np.outer(mu, mu)) / (n - 1)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = cov / np.outer(sd, sd)
+    r = np.clip(r, -1, 1)
+    np.fill_diagonal(r, np.where(sd > 0, 1.0, np.nan))
+    return pd.DataFrame(r, index=pd.Index(genes, name="gene"), columns=pd.Index(genes, name="gene"))
+
+
+def _select(names: pd.Index, genes: Sequence[str] | None, what: str) -> np.ndarray:
+    if genes is None:
+        return np.arange(len(names))
+    genes = list(genes)
+    pos = pd.Index(names).get_indexer(genes)
+    missing = [g for g, p in zip(genes, pos, strict=True) if p < 0]
+    if missing:
+        import difflib
+
+        hint = {m: difflib.get_close_matches(m, list(map(str, names)), n=3) for m in missing[:5]}
+        raise HmbaToolkitError(f"genes not in the {what}: {missing[:10]}; closest known symbols: {hint}")
+    if len(set(genes)) < len(genes):
+        raise HmbaToolkitError("genes has duplicated symbols")
+    return pos
+
+
+def gene_correlation(data, genes: Sequence[str] | None = None, *, method: str = "pearson", layer: str | None = None,
+                     groupby: str | Sequence[str] | None = None, gene_symbols: str | None = None) -> pd.DataFrame:
+    """Gene x gene correlation across cells, pseudobulk samples or regions.
+
+    Parameters
+    ----------
+    data : AnnData or DataFrame
+        Cells x genes AnnData (sparse or dense ``X`` or ``layer``), or a samples/regions x genes
+        DataFrame (e.g. ``ahba.process(...).expression``).
+    genes : list of str, optional
+        Genes to correlate (all by default; the result is genes x genes, so choose a few
+        thousand at most at cell level).
+    method : {"pearson", "spearman"}
+        Spearman on sparse cells ranks the non-zeros and ties the zeros, without densifying.
+    layer : str, optional
+        AnnData layer to use instead of ``X``.
+    groupby : str or list of str, optional
+        AnnData only: sum raw counts per group of cells (e.g. ``["donor_label", "Group"]``),
+        convert to log2(CPM + 1) and correlate across those pseudobulk samples. ``X``/``layer``
+        must then hold raw counts.
+    gene_symbols : str, optional
+        ``var`` column with the gene symbols (default: ``var_names``).
+
+    Returns
+    -------
+    DataFrame
+        Symmetric genes x genes correlation matrix (NaN for genes that never vary).
+        ``attrs["n_observations"]`` and ``attrs["level"]`` say what was correlated.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> df = pd.DataFrame(np.random.default_rng(0).random((20, 3)), columns=["A", "B", "C"])
+    >>> gene_correlation(df).shape
+    (3, 3)
+
+    References
+    ----------
+    Crow M, Gillis J (2018) Co-expression in single-cell analysis: saving grace or original sin?
+    Trends Genet 34:823-831 (why pseudobulk co-expression is more robust than cell-level).
+    """
+    if method not in ("pearson", "spearman"):
+        raise HmbaToolkitError(f"method={method!r} is not 'pearson' or 'spearman'")
+    if isinstance(data, pd.DataFrame):
+        if groupby is not None:
+            raise HmbaToolkitError("groupby applies to AnnData of cells; a DataFrame is already one row per sample")
+        cols = _select(data.columns, genes, "table's columns")
+        X = data.iloc[:, cols].to_numpy(float)
+        names = [str(c) for c in data.columns[cols]]
+        level = "rows"
+        if method == "spearman":
+            X = np.apply_along_axis(stats.rankdata, 0, X)
+    elif isinstance(data, ad.AnnData):
+        symbols = pd.Index(data.var[gene_symbols]) if gene_symbols else data.var_names
+        cols = _select(symbols, genes, "AnnData's genes")
+        names = [str(s) for s in symbols[cols]]
+        if groupby is not None:
+            from .de import aggregate_counts
+            from .normalize import log2_cpm
+
+            by = [groupby] if isinstance(groupby, str) else list(groupby)
+            pb = aggregate_counts(data, by, layer=layer)
+            Xn = log2_cpm(pb).X  # CPM over all genes, then the selection
+            X = (Xn.toarray() if sp.issparse(Xn) else np.asarray(Xn, dtype=float))[:, cols]
+            level = "pseudobulk"
+            if method == "spearman":
+                X = np.apply_along_axis(stats.rankdata, 0, X)
+        else:
+            M = data.layers[layer] if layer else data.X
+            if layer and layer not in data.layers:
+                raise HmbaToolkitError(f"layer {layer!r} is not in the AnnData; layers: {list(data.layers)}")
+            X = M[:, cols]
+            level = "cells"
+            if sp.issparse(X):
+                X = _sparse_rank_shift(X) if method == "spearman" else X
+            else:
+                X = np.asarray(X, dtype=float)
+                if method == "spearman":
+                    X = np.apply_along_axis(stats.rankdata, 0, X)
+    else:
+        raise HmbaToolkitError(f"data must be an AnnData or a DataFrame, got {type(data).__name__}")
+    out = _corr_columns(X, names)
+    out.attrs.update({"method": method, "level": level, "n_observations": int(X.shape[0])})
+    return out
+
+
+def top_pairs(corr: pd.DataFrame, n: int = 20, *, absolute: bool = True) -> pd.DataFrame:
+    """The ``n`` strongest gene pairs of a correlation matrix: tidy ``gene_a, gene_b, r``.
+
+    Each pair appears once (upper triangle), sorted by ``|r|`` (or ``r`` when ``absolute`` is
+    False) and then by name, so ties are stable.
+    """
+    if corr.shape[0] != corr.shape[1] or not corr.index.equals(corr.columns):
+        raise HmbaToolkitError("corr must be a square matrix with the same genes as index and columns")
+    iu, ju = np.triu_indices(corr.shape[0], k=1)
+    r = corr.to_numpy()[iu, ju]
+    out = pd.DataFrame({"gene_a": corr.index[iu].astype(str), "gene_b": corr.columns[ju].astype(str), "r": r}).dropna()
+    out["_key"] = -out["r"].abs() if absolute else -out["r"]
+    return out.sort_values(["_key", "gene_a", "gene_b"]).drop(columns="_key").head(n).reset_index(drop=True)
+
+
+def cge(expression: pd.DataFrame, *, method: str = "pearson") -> pd.DataFrame:
+    """Correlated gene expression: region x region correlation of expression profiles across genes.
+
+    Parameters
+    ----------
+    expression : DataFrame
+        Regions x genes (e.g. normalised AHBA values from :func:`hmba_toolkit.ahba.process`).
+        Regions with any missing value are dropped (listed in ``attrs["dropped_regions"]``).
+    method : {"pearson", "spearman"}
+        Spearman is what Arnatkeviciute et al. (2019) use.
+
+    Returns
+    -------
+    DataFrame
+        Regions x regions CGE.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> e = pd.DataFrame(np.random.default_rng(0).random((5, 50)), index=list("abcde"))
+    >>> cge(e).shape
+    (5, 5)
+
+    References
+    ----------
+    Fulcher BD, Fornito A (2016) PNAS 113:1435-1440. Arnatkeviciute A et al. (2019) NeuroImage 189:353-367.
+    """
+    if not isinstance(expression, pd.DataFrame):
+        raise HmbaToolkitError("expression must be a regions x genes DataFrame")
+    ok = expression.notna().all(axis=1)
+    e = expression.loc[ok]
+    if len(e) < 3 or e.shape[1] < 3:
+        raise HmbaToolkitError(f"CGE needs at least 3 complete regions and 3 genes, got {e.shape}")
+    out = gene_correlation(e.T.reset_index(drop=True), method=method)
+    out.index = out.columns = pd.Index(e.index, name="region")
+    out.attrs.update({"dropped_regions": list(expression.index[~ok]), "n_genes": e.shape[1], "method": method})
+    return out
+
+
+@dataclass
+class DistanceDecayFit:
+    """Result of :func:`fit_distance_decay`.
+
+    Attributes
+    ----------
+    model : str
+        ``"exponential"`` (``A exp(-d / lambda) + B``) or ``"linear"`` (``a + b d``).
+    params : dict
+        Fitted parameters (``A``, ``lambda``, ``B``; or ``intercept``, ``slope``).
+    r2 : float
+        Variance of CGE over region pairs explained by the fit.
+    pairs : DataFrame
+        One row per region pair: ``region_a, region_b, distance, cge, fitted, residual``.
+    residuals : DataFrame
+        Regions x regions distance-corrected CGE (diagonal NaN).
+    """
+
+    model: str
+    params: dict
+    r2: float
+    pairs: pd.DataFrame
+    residuals: pd.DataFrame
+
+    def predict(self, d) -> np.ndarray:
+        d = np.asarray(d, dtype=float)
+        p = self.params
+        if self.model == "exponential":
+            return p["A"] * np.exp(-d / p["lambda"]) + p["B"]
+        return p["intercept"] + p["slope"] * d
+
+    def label(self) -> str:
+        p = self.params
+        if self.model == "exponential":
+            return f"{p['A']:.2f} exp(-d / {p['lambda']:.1f}) + {p['B']:.2f}, r2 = {self.r2:.2f}"
+        return f"{p['intercept']:.2f} + {p['slope']:.4f} d, r2 = {self.r2:.2f}"
+
+
+def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None, model: str = "exponential") -> DistanceDecayFit:
+    """Fit CGE against the distance between regions and return the distance-corrected CGE.
+
+    Parameters
+    ----------
+    cge_matrix : DataFrame
+        Regions x regions CGE from :func:`cge`.
+    coords : DataFrame or array, optional
+        Region centroids (rows in the order of ``cge_matrix``, or a DataFrame indexed by region).
+    distances : DataFrame or array, optional
+        Or a regions x regions distance matrix.
+    model : {"exponential", "linear"}
+        ``A exp(-d / lambda) + B`` (Fulcher and Fornito 2016; Arnatkeviciute et al. 2019) or the
+        line of abagen's ``remove_distance`` (leaves structure in the residuals when the decay
+        is exponential).
+
+    Returns
+    -------
+    DistanceDecayFit
+
+    Examples
+    --------
+    >>> fit = fit_distance_decay(cge(expr), atlas.centroids)  # doctest: +SKIP
+    >>> fit.params["lambda"]  # doctest: +SKIP
+
+    References
+    ----------
+    Fulcher BD, Fornito A (2016) PNAS 113:1435-1440. Arnatkeviciute A et al. (2019) NeuroImage 189:353-367.
+    """
+    if model not in ("exponential", "linear"):
+        raise HmbaToolkitError(f"model={model!r} is not 'exponential' or 'linear'")
+    regions = cge_matrix.index
+    if (coords is None) == (distances is None):
+        raise HmbaToolkitError("give exactly one of coords and distances")
+    if distances is not None:
+        D = distances.loc[regions, regions].to_numpy(float) if isinstance(distances, pd.DataFrame) else np.asarray(distances, float)
+    else:
+        if isinstance(coords, pd.DataFrame):
+            missing = [r for r in regions if r not in coords.index]
+            if missing:
+                raise HmbaToolkitError(f"coords has no row for regions {missing[:10]}")
+            c = coords.loc[regions].to_numpy(float)
+        else:
+            c = np.asarray(coords, float)
+        D = np.sqrt(((c[:, None, :] - c[None]) ** 2).sum(-1))
+    if D.shape != cge_matrix.shape or not np.isfinite(D).all():
+        raise HmbaToolkitError(f"distances must be finite and {cge_matrix.shape}, got {D.shape}")
+    iu, ju = np.triu_indices(len(regions), k=1)
+    d, y = D[iu, ju], cge_matrix.to_numpy(float)[iu, ju]
+    ok = np.isfinite(y)
+    if ok.sum() < 4:
+        raise HmbaToolkitError("fewer than 4 region pairs with a finite CGE")
+    if model == "exponential":
+        p0 = (max(y[ok].max() - y[ok].min(), 1e-3), float(np.median(d[ok])) / 2, float(np.quantile(y[ok], 0.1)))
+        try:
+            (A, lam, B), _ = optimize.curve_fit(lambda x, A, lam, B: A * np.exp(-x / lam) + B, d[ok], y[ok], p0=p0,
+                                                bounds=([-np.inf, 1e-9 * d.max() + 1e-12, -np.inf], [np.inf, np.inf, np.inf]),
+                                                maxfev=20000)
+        except RuntimeError as exc:  # no convergence
+            raise HmbaToolkitError(f"the exponential fit of CGE against distance did not converge ({exc}); try model='linear'") from exc
+        params = {"A": float(A), "lambda": float(lam), "B": float(B)}
+    else:
+        slope, intercept = np.polyfit(d[ok], y[ok], 1)
+        params = {"intercept": float(intercept), "slope": float(slope)}
+    res = DistanceDecayFit(model, params, np.nan, pd.DataFrame(), pd.DataFrame())
+    fitted = res.predict(d)
+    resid = y - fitted
+    res.r2 = float(1 - np.nansum(resid**2) / np.nansum((y - np.nanmean(y)) ** 2))
+    res.pairs = pd.DataFrame({"region_a": regions[iu], "region_b": regions[ju], "distance": d, "cge": y, "fitted": fitted,
+                              "residual": resid})
+    R = np.full(D.shape, np.nan)
+    R[iu, ju] = resid
+    R[ju, iu] = resid
+    res.residuals = pd.DataFrame(R, index=regions, columns=regions)
+    return res
