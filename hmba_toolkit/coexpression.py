@@ -287,7 +287,8 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
     distances : DataFrame or array, optional
         Or a regions x regions distance matrix.
     model : {"exponential", "linear"}
-        ``A exp(-d / lambda) + B`` (Fulcher and Fornito 2016; Arnatkeviciute et al. 2019) or the
+        ``A exp(-d / lambda) + B`` (Fulcher and Fornito 2016; Arnatkeviciute et al. 2019; ``lambda``
+        at most ten times the largest distance, beyond which the curve is a line) or the
         line of abagen's ``remove_distance`` (leaves structure in the residuals when the decay
         is exponential).
 
@@ -331,7 +332,7 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
         p0 = (max(y[ok].max() - y[ok].min(), 1e-3), float(np.median(d[ok])) / 2, float(np.quantile(y[ok], 0.1)))
         try:
             (A, lam, B), _ = optimize.curve_fit(lambda x, A, lam, B: A * np.exp(-x / lam) + B, d[ok], y[ok], p0=p0,
-                                                bounds=([-np.inf, 1e-9 * d.max() + 1e-12, -np.inf], [np.inf, np.inf, np.inf]),
+                                                bounds=([-np.inf, 1e-9 * d.max() + 1e-12, -np.inf], [np.inf, 10 * d.max(), np.inf]),
                                                 maxfev=20000)
         except RuntimeError as exc:  # no convergence
             raise HmbaToolkitError(f"the exponential fit of CGE against distance did not converge ({exc}); try model='linear'") from exc
