@@ -147,8 +147,6 @@ def gene_correlation(data, genes: Sequence[str] | None = None, *, method: str = 
         X = data.iloc[:, cols].to_numpy(float)
         names = [str(c) for c in data.columns[cols]]
         level = "rows"
-        if method == "spearman":
-            X = np.apply_along_axis(stats.rankdata, 0, X)
     elif isinstance(data, ad.AnnData):
         symbols = pd.Index(data.var[gene_symbols]) if gene_symbols else data.var_names
         cols = _select(symbols, genes, "AnnData's genes")
@@ -162,22 +160,16 @@ def gene_correlation(data, genes: Sequence[str] | None = None, *, method: str = 
             Xn = log2_cpm(pb).X  # CPM over all genes, then the selection
             X = (Xn.toarray() if sp.issparse(Xn) else np.asarray(Xn, dtype=float))[:, cols]
             level = "pseudobulk"
-            if method == "spearman":
-                X = np.apply_along_axis(stats.rankdata, 0, X)
         else:
-            M = data.layers[layer] if layer else data.X
             if layer and layer not in data.layers:
                 raise HmbaToolkitError(f"layer {layer!r} is not in the AnnData; layers: {list(data.layers)}")
-            X = M[:, cols]
+            X = (data.layers[layer] if layer else data.X)[:, cols]
+            X = sp.csc_matrix(X, dtype=float) if sp.issparse(X) else np.asarray(X, dtype=float)
             level = "cells"
-            if sp.issparse(X):
-                X = _sparse_rank_shift(X) if method == "spearman" else X
-            else:
-                X = np.asarray(X, dtype=float)
-                if method == "spearman":
-                    X = np.apply_along_axis(stats.rankdata, 0, X)
     else:
         raise HmbaToolkitError(f"data must be an AnnData or a DataFrame, got {type(data).__name__}")
+    if method == "spearman":
+        X = _sparse_rank_shift(X) if sp.issparse(X) else stats.rankdata(X, axis=0)
     out = _corr_columns(X, names)
     out.attrs.update({"method": method, "level": level, "n_observations": int(X.shape[0])})
     return out
@@ -237,6 +229,13 @@ def cge(expression: pd.DataFrame, *, method: str = "pearson") -> pd.DataFrame:
     return out
 
 
+def _decay_curve(model: str, p: dict, d) -> np.ndarray:
+    d = np.asarray(d, dtype=float)
+    if model == "exponential":
+        return p["A"] * np.exp(-d / p["lambda"]) + p["B"]
+    return p["intercept"] + p["slope"] * d
+
+
 @dataclass
 class DistanceDecayFit:
     """Result of :func:`fit_distance_decay`.
@@ -262,11 +261,7 @@ class DistanceDecayFit:
     residuals: pd.DataFrame
 
     def predict(self, d) -> np.ndarray:
-        d = np.asarray(d, dtype=float)
-        p = self.params
-        if self.model == "exponential":
-            return p["A"] * np.exp(-d / p["lambda"]) + p["B"]
-        return p["intercept"] + p["slope"] * d
+        return _decay_curve(self.model, self.params, d)
 
     def label(self) -> str:
         p = self.params
@@ -340,14 +335,12 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
     else:
         slope, intercept = np.polyfit(d[ok], y[ok], 1)
         params = {"intercept": float(intercept), "slope": float(slope)}
-    res = DistanceDecayFit(model, params, np.nan, pd.DataFrame(), pd.DataFrame())
-    fitted = res.predict(d)
+    fitted = _decay_curve(model, params, d)
     resid = y - fitted
-    res.r2 = float(1 - np.nansum(resid**2) / np.nansum((y - np.nanmean(y)) ** 2))
-    res.pairs = pd.DataFrame({"region_a": regions[iu], "region_b": regions[ju], "distance": d, "cge": y, "fitted": fitted,
-                              "residual": resid})
+    r2 = float(1 - np.nansum(resid**2) / np.nansum((y - np.nanmean(y)) ** 2))
+    pairs = pd.DataFrame({"region_a": regions[iu], "region_b": regions[ju], "distance": d, "cge": y, "fitted": fitted,
+                          "residual": resid})
     R = np.full(D.shape, np.nan)
     R[iu, ju] = resid
     R[ju, iu] = resid
-    res.residuals = pd.DataFrame(R, index=regions, columns=regions)
-    return res
+    return DistanceDecayFit(model, params, r2, pairs, pd.DataFrame(R, index=regions, columns=regions))

@@ -351,9 +351,9 @@ def variogram(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None, d
             S = xs[np.argsort(np.argsort(S, axis=0), axis=0)]
         else:
             S += x.mean() - S.mean(axis=0)
-        r2 = _r2(t, g.variogram(S))
         out[idx] = S.T
-        rows.append(pd.DataFrame({"surrogate": idx, "k": kbest, "alpha": alpha, "beta": beta, "r2": r2}))
+        if return_fit:  # one more variogram per batch, only when the fit is asked for
+            rows.append(pd.DataFrame({"surrogate": idx, "k": kbest, "alpha": alpha, "beta": beta, "r2": _r2(t, g.variogram(S))}))
     if not return_fit:
         return out
     fit = pd.concat(rows, ignore_index=True)

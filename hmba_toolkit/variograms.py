@@ -117,7 +117,7 @@ def _kernel_weights(d: np.ndarray, dmax: np.ndarray, kernel: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- geometry
-def _as_points(coords, distances, n_values: int | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _as_points(coords, distances) -> tuple[np.ndarray | None, np.ndarray | None]:
     if (coords is None) == (distances is None):
         raise HmbaToolkitError("give exactly one of coords (N, d) and distances (N, N)")
     if distances is not None:
@@ -129,8 +129,6 @@ def _as_points(coords, distances, n_values: int | None = None) -> tuple[np.ndarr
         off = D[~np.eye(len(D), dtype=bool)]
         if (off <= 0).any():
             raise HmbaToolkitError("distances has zero distances between different locations (duplicated locations)")
-        if n_values is not None and len(D) != n_values:
-            raise HmbaToolkitError(f"distances is {D.shape} but the map has {n_values} values")
         return None, D
     c = np.asarray(coords, dtype=float)
     if c.ndim == 1:
@@ -139,8 +137,6 @@ def _as_points(coords, distances, n_values: int | None = None) -> tuple[np.ndarr
         raise HmbaToolkitError(f"coords must be an (N, d) array, got shape {c.shape}")
     if not np.isfinite(c).all():
         raise HmbaToolkitError("coords has NaN or infinite values")
-    if n_values is not None and len(c) != n_values:
-        raise HmbaToolkitError(f"coords has {len(c)} rows but the map has {n_values} values")
     if len(np.unique(c, axis=0)) < len(c):
         raise HmbaToolkitError("coords has duplicated locations; average the values of each location first")
     return c, None

@@ -48,7 +48,8 @@ def _zscore_rows(A: np.ndarray) -> np.ndarray:
     return np.divide(A, sd, out=np.zeros_like(A), where=sd > 0)
 
 
-def _aligned(expression: pd.DataFrame, brain_map) -> tuple[pd.DataFrame, np.ndarray]:
+def _aligned_map(expression: pd.DataFrame, brain_map) -> np.ndarray:
+    """The map's values in the order of the rows of ``expression``, checked."""
     if not isinstance(expression, pd.DataFrame):
         raise HmbaToolkitError("expression must be a regions x genes DataFrame")
     if isinstance(brain_map, pd.Series):
@@ -67,7 +68,7 @@ def _aligned(expression: pd.DataFrame, brain_map) -> tuple[pd.DataFrame, np.ndar
     if expression.columns.duplicated().any():
         dup = expression.columns[expression.columns.duplicated()].unique().tolist()
         raise HmbaToolkitError(f"expression has duplicated gene columns: {dup[:10]}")
-    return expression, m
+    return m
 
 
 def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.ndarray | None = None) -> tuple[pd.Series, np.ndarray | None]:
@@ -80,7 +81,7 @@ def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.nd
     (Series, ndarray or None)
         Correlation per gene (index: gene), and a genes x surrogates array of null correlations.
     """
-    expression, m = _aligned(expression, brain_map)
+    m = _aligned_map(expression, brain_map)
     E = expression.to_numpy(float)
     keep = np.isfinite(E).all(axis=0) & (np.nanstd(E, axis=0) > 0)
     E = E[:, keep]
