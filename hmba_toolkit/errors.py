@@ -33,7 +33,17 @@ class ManifestError(HmbaToolkitError, KeyError):
 
 
 class DownloadError(HmbaToolkitError, OSError):
-    """A download failed (HTTP error, truncated transfer, too many retries)."""
+    """A download failed (HTTP error, truncated transfer, too many retries).
+
+    ``status`` is the HTTP status code when the server answered with an error, else None.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class OfflineError(DownloadError):

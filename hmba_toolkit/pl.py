@@ -1,5 +1,6 @@
 """Plots of the tidy result tables: volcano and dot plots for DE, curves and dot plots for enrichment,
-variogram fits of surrogate maps, correlated gene expression against distance.
+variogram fits of surrogate maps, correlated gene expression against distance, mouse ISH grids as
+orthogonal slices and structure x gene heat maps.
 
 Every function draws on ``ax`` (a new figure when None) and returns the Axes.
 """
@@ -14,7 +15,8 @@ import pandas as pd
 
 from .errors import HmbaToolkitError
 
-__all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot", "variogram_fit", "cge_distance"]
+__all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot", "variogram_fit", "cge_distance",
+           "ish_slices", "structure_heatmap"]
 
 
 def _one_group(de: pd.DataFrame, group: str | None) -> pd.DataFrame:
@@ -130,4 +132,149 @@ def cge_distance(fit, *, distance_unit: str = "mm", ax: plt.Axes | None = None) 
     ax.set(xlabel=f"distance between regions ({distance_unit})", ylabel="correlated gene expression (r)",
            title="CGE decays with distance")
     ax.legend(frameon=False, fontsize=8)
+    return ax
+
+
+def _edges(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a 2-D label image that border another label (structure outlines)."""
+    e = np.zeros(labels.shape, dtype=bool)
+    e[1:, :] |= labels[1:, :] != labels[:-1, :]
+    e[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    return e
+
+
+def ish_slices(
+    grid: np.ndarray,
+    annotation: np.ndarray | None = None,
+    *,
+    at: str | tuple[int, int, int] = "CP",
+    outline: np.ndarray | None = None,
+    title: str | None = None,
+    label: str = "expression energy",
+    cmap: str = "magma",
+    vmax: float | None = None,
+    axes: Sequence[plt.Axes] | None = None,
+) -> np.ndarray:
+    """A 200 um grid as coronal, horizontal and sagittal slices with structure outlines.
+
+    Parameters
+    ----------
+    grid
+        [x, y, z] grid (x anterior -> posterior, y dorsal -> ventral, z left -> right), NaN = no data.
+    annotation
+        Structure ids; default the shipped 200 um annotation.
+    at
+        The slices' crossing point: a structure acronym (its voxel centroid) or voxel indices (x, y, z).
+    outline
+        A label grid whose boundaries are drawn; default the major divisions (:func:`hmba_toolkit.mouse.relabel`).
+    label
+        Colour bar label (with units, e.g. ``"expression energy"``).
+    axes
+        Three Axes; default a new 1 x 3 figure.
+
+    Returns
+    -------
+    numpy.ndarray
+        The three Axes.
+
+    Examples
+    --------
+    >>> from hmba_toolkit import pl
+    >>> pl.ish_slices(grid, at="CP", title="Pdyn")  # doctest: +SKIP
+    """
+    from .mouse import SPACING_UM, load_annotation, load_ontology, relabel
+
+    grid = np.asarray(grid, dtype=float)
+    annotation = load_annotation() if annotation is None else np.asarray(annotation)
+    if grid.shape != annotation.shape:
+        raise HmbaToolkitError(f"grid has shape {grid.shape}, the annotation {annotation.shape}")
+    labels = relabel(annotation) if outline is None else np.asarray(outline)
+    if isinstance(at, str):
+        inside = np.argwhere(load_ontology().mask(annotation, at))
+        if not inside.size:
+            raise HmbaToolkitError(f"structure {at!r} has no voxels in the annotation")
+        x, y, z = np.round(inside.mean(axis=0)).astype(int)
+    else:
+        x, y, z = (int(v) for v in at)
+    mm = SPACING_UM / 1000.0
+    nx, ny, nz = grid.shape
+    views = [  # image (rows, cols), outline, extent, axis labels, title
+        (grid[x], labels[x], (0, nz * mm, ny * mm, 0), "left -> right (mm)", "dorsal -> ventral (mm)", f"coronal, {x * mm:.1f} mm from front"),
+        (grid[:, y], labels[:, y], (0, nz * mm, nx * mm, 0), "left -> right (mm)", "anterior -> posterior (mm)", f"horizontal, {y * mm:.1f} mm from top"),
+        (grid[:, :, z].T, labels[:, :, z].T, (0, nx * mm, ny * mm, 0), "anterior -> posterior (mm)", "dorsal -> ventral (mm)", f"sagittal, {z * mm:.1f} mm from left"),
+    ]
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [nz, nz, nx]})
+    axes = np.asarray(axes).ravel()
+    if axes.size != 3:
+        raise HmbaToolkitError(f"axes must hold 3 Axes, got {axes.size}")
+    cm = plt.get_cmap(cmap).with_extremes(bad="#e6e6e6")
+    top = vmax if vmax is not None else float(np.nanpercentile(grid, 99.5)) if np.isfinite(grid).any() else 1.0
+    for ax, (img, lab, extent, xl, yl, tl) in zip(axes, views):
+        im = ax.imshow(np.ma.masked_invalid(img), cmap=cm, vmin=0, vmax=top, extent=extent, interpolation="nearest")
+        edge = _edges(lab) & (lab > 0)
+        ax.imshow(np.ma.masked_where(~edge, edge), cmap=plt.matplotlib.colors.ListedColormap(["#9ecae1"]), alpha=0.7,
+                  extent=extent, interpolation="nearest")
+        ax.set(xlabel=xl, ylabel=yl, title=tl)
+        ax.title.set_fontsize(9)
+    plt.colorbar(im, ax=list(axes), label=label, shrink=0.85)
+    if title:
+        axes[0].figure.suptitle(title)
+    return axes
+
+
+def structure_heatmap(
+    table: pd.DataFrame,
+    ontology=None,
+    *,
+    scale: str | None = "genes",
+    cmap: str = "viridis",
+    label: str | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Structure x gene heat map ordered by the ontology, with the Allen structure colours beside it.
+
+    Parameters
+    ----------
+    table
+        Structures (index: acronyms) x genes, e.g. from :func:`hmba_toolkit.mouse.unionize_genes`.
+    ontology
+        Structure tree for order and colours; default the shipped mouse ontology.
+    scale
+        ``"genes"`` z-scores each gene across the structures shown; None plots the values.
+    label
+        Colour bar label; default ``"z-score across structures"`` or ``"expression energy"``.
+
+    Examples
+    --------
+    >>> from hmba_toolkit import mouse, pl
+    >>> pl.structure_heatmap(mouse.unionize_genes(grids, structures=["CP", "ACB", "MOp", "CB"]))  # doctest: +SKIP
+    """
+    from .mouse import load_ontology
+
+    ontology = load_ontology() if ontology is None else ontology
+    missing = [s for s in table.index if s not in ontology]
+    if missing:
+        raise HmbaToolkitError(f"table rows {missing[:5]} are not structures of the ontology")
+    order = sorted(table.index, key=lambda s: float(ontology.get(s).get("graph_order", 0)))
+    data = table.loc[order].astype(float)
+    if scale == "genes":
+        data = (data - data.mean()) / data.std(ddof=0).replace(0, np.nan)
+        label = label or "z-score across structures"
+    elif scale is not None:
+        raise HmbaToolkitError(f"scale must be 'genes' or None, not {scale!r}")
+    label = label or "expression energy"
+    ax = ax or plt.subplots(figsize=(0.35 * data.shape[1] + 2.5, 0.25 * data.shape[0] + 1.5))[1]
+    im = ax.imshow(data.to_numpy(), aspect="auto", cmap=cmap, interpolation="nearest")
+    ax.set_xticks(range(data.shape[1]), data.columns, rotation=90, fontsize=8)
+    ax.set_yticks(range(data.shape[0]), [])
+    strip = ax.inset_axes([-0.05, 0, 0.04, 1])
+    colours = [f"#{str(ontology.get(s).get('color_hex_triplet', 'CCCCCC'))}" for s in order]
+    strip.imshow(np.arange(len(order))[:, None], cmap=plt.matplotlib.colors.ListedColormap(colours), aspect="auto",
+                 interpolation="nearest")
+    strip.set_xticks([])
+    strip.set_yticks(range(len(order)), order, fontsize=8)
+    ax.set_xlabel("gene")
+    ax.set_title("Expression by structure (ontology order)")
+    plt.colorbar(im, ax=ax, label=label, shrink=0.8)
     return ax

@@ -84,7 +84,7 @@ class BucketServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -95,3 +95,128 @@ class BucketServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class AllenApiServer:
+    """A local stand-in for ``api.brain-map.org``: RMA SectionDataSet queries and grid zips.
+
+    ``records`` are SectionDataSet records in the API's JSON shape (``id, failed,
+    plane_of_section_id, genes: [{acronym, entrez_id, ...}], plane_of_section: {id, name}``);
+    queries are answered from them honouring the gene, plane, ``start_row`` and ``num_rows``
+    of the RMA criteria. ``zips`` maps SectionDataSet id -> zip bytes served at
+    ``/grid_data/download/<id>``. Faults: ``statuses[id]`` = HTTP statuses to answer before
+    serving (e.g. [503, 503]); ``cut_after[id]`` = bytes sent before dropping (once);
+    ``corrupt_once`` = ids served with a flipped byte once; ids absent from ``zips`` get 404.
+    ``max_active`` records the peak number of concurrent grid requests.
+    """
+
+    def __init__(self, records: list[dict], zips: dict[int, bytes], *, delay: float = 0.0):
+        import json
+        import re
+        import time
+
+        self.records = records
+        self.zips = zips
+        self.statuses: dict[int, list[int]] = {}
+        self.cut_after: dict[int, int] = {}
+        self.corrupt_once: set[int] = set()
+        self.grid_requests: list[int] = []
+        self.queries: list[str] = []
+        self.active = 0
+        self.max_active = 0
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                if url.path.startswith("/grid_data/download/"):
+                    return self._grid(int(url.path.rsplit("/", 1)[1]))
+                if url.path == "/api/v2/data/query.json":
+                    crit = urllib.parse.unquote(urllib.parse.parse_qs(url.query)["criteria"][0])
+                    server.queries.append(crit)
+                    gene = re.search(r"genes\[acronym\$eq'([^']+)'\]", crit)
+                    plane = re.search(r"plane_of_section\[name\$eq'([^']+)'\]", crit)
+                    start = int(re.search(r"start_row\$eq(\d+)", crit).group(1))
+                    num = int(re.search(r"num_rows\$eq(\d+)", crit).group(1))
+                    hits = [r for r in server.records
+                            if (not gene or r["genes"] and r["genes"][0]["acronym"] == gene.group(1))
+                            and (not plane or r["plane_of_section"]["name"] == plane.group(1))]
+                    hits.sort(key=lambda r: r["id"])
+                    body = {"success": True, "id": 0, "start_row": start, "num_rows": len(hits[start:start + num]),
+                            "total_rows": len(hits), "msg": hits[start:start + num]}
+                    return self._send(200, json.dumps(body).encode(), "application/json")
+                return self._send(404, b"not found")
+
+            def _grid(self, sds: int):
+                with lock:
+                    server.grid_requests.append(sds)
+                    server.active += 1
+                    server.max_active = max(server.max_active, server.active)
+                try:
+                    if delay:
+                        time.sleep(delay)
+                    queued = server.statuses.get(sds)
+                    if queued:
+                        return self._send(queued.pop(0), b"busy")
+                    if sds not in server.zips:
+                        return self._send(404, b"no grid")
+                    body = server.zips[sds]
+                    if sds in server.corrupt_once:
+                        server.corrupt_once.discard(sds)
+                        mid = len(body) // 2
+                        body = body[:mid] + bytes([body[mid] ^ 0xFF]) + body[mid + 1:]
+                    start = 0
+                    rng = self.headers.get("Range")
+                    if rng:
+                        start = int(rng.split("=")[1].split("-")[0])
+                        self.send_response(206)
+                        self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                    else:
+                        self.send_response(200)
+                    payload = body[start:]
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.send_header("Content-Type", "application/zip")
+                    self.end_headers()
+                    cut = server.cut_after.pop(sds, None)
+                    if cut is not None and cut < len(payload):
+                        self.wfile.write(payload[:cut])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    self.wfile.write(payload)
+                finally:
+                    with lock:
+                        server.active -= 1
+
+            def _send(self, status: int, body: bytes, ctype: str = "text/plain"):
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", ctype)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):  # clients hanging up mid-request are expected here
+        pass

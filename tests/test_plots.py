@@ -50,3 +50,35 @@ def test_dotplots_and_curve(de):
     ax = pl.enrichment_dotplot(res, top=2)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a"]
     plt.close("all")
+
+
+def test_ish_slices_draw_the_grid_at_the_structure_centroid():
+    from hmba_toolkit import mouse
+
+    ann = mouse.load_annotation()
+    grid = np.where(ann > 0, (ann % 7).astype(float), np.nan)
+    axes = pl.ish_slices(grid, at="CP", title="test")
+    assert len(axes) == 3 and axes[0].title.get_text().startswith("coronal")
+    # the coronal panel shows grid[x] where x is CP's centroid plane
+    x = int(np.round(np.argwhere(ann == mouse.load_ontology().id_of("CP"))[:, 0].mean()))
+    shown = axes[0].images[0].get_array()
+    np.testing.assert_array_equal(shown.filled(-1), np.where(np.isnan(grid[x]), -1, grid[x]))
+    assert axes[0].images[1].get_array().count() > 50  # outline pixels drawn
+    pl.ish_slices(grid, at=(10, 10, 10))
+    with pytest.raises(HmbaToolkitError, match="shape"):
+        pl.ish_slices(grid[:5])
+    plt.close("all")
+
+
+def test_structure_heatmap_orders_by_ontology_and_scales():
+    table = pd.DataFrame({"Pdyn": [1.0, 5.0, 2.0], "Nrp1": [3.0, 3.0, 6.0]}, index=pd.Index(["CB", "CP", "MOp"], name="acronym"))
+    ax = pl.structure_heatmap(table)
+    data = ax.images[0].get_array()
+    # ontology order: MOp (isocortex) before CP (striatum) before CB (cerebellum)
+    expect = table.loc[["MOp", "CP", "CB"]]
+    np.testing.assert_allclose(data, ((expect - expect.mean()) / expect.std(ddof=0)).to_numpy())
+    raw = pl.structure_heatmap(table, scale=None).images[0].get_array()
+    np.testing.assert_allclose(raw, expect.to_numpy())
+    with pytest.raises(HmbaToolkitError, match="not structures"):
+        pl.structure_heatmap(table.rename(index={"CB": "XYZ"}))
+    plt.close("all")

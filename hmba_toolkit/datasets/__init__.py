@@ -134,7 +134,7 @@ def fetch_demo_mouse_ish() -> Path:
     ``grids/<SectionDataSet id>.zip`` as returned by the Allen grid API (simulated energies).
     Ground truth in ``../ground_truth/``.
     """
-    return _materialize("mouse_ish", ("datasets/_mouse_demo.py", "io/mouse_ish.py", "io/ontology.py"), _build_mouse) / "mouse_ish"
+    return _materialize("mouse_ish", ("datasets/_mouse_demo.py", "io/mouse_ish.py", "io/ontology.py", "mouse/atlas.py"), _build_mouse) / "mouse_ish"
 
 
 def _build_ahba(tmp: Path) -> None:

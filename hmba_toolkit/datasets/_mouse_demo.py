@@ -18,22 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io.mouse_ish import _decode, _parse_header, write_ish_grid
-from ..io.ontology import StructureTree
+from ..io.mouse_ish import write_ish_grid
+from ..mouse.atlas import _data_bytes, load_annotation, load_ontology
 
 SEED = 56
 STRIATAL = ["Pdyn", "Penk", "Drd2", "Ppp1r1b", "Tac1", "Adora2a", "Gpr88", "Rgs9", "Pde10a", "Rarb", "Foxp1"]
 DIVISIONS = ["Isocortex", "OLF", "HPF", "CTXsp", "STR", "PAL", "TH", "HY", "MB", "P", "MY", "CB", "fiber tracts"]
 
 
-def _data_bytes(name: str) -> bytes:
-    return resources.files("hmba_toolkit.datasets").joinpath("data", name).read_bytes()
-
-
-def annotation_grid() -> np.ndarray:
-    """The real 200 um P56 annotation grid (uint32, [x, y, z])."""
-    header = _parse_header(_data_bytes("P56_Mouse_gridAnnotation.mhd").decode("ascii"), "gridAnnotation.mhd")
-    return _decode(header, gzip.decompress(_data_bytes("P56_Mouse_gridAnnotation.raw.gz")), "gridAnnotation.raw")
 
 
 def generate(root: Path, truth_dir: Path) -> None:
@@ -46,8 +38,8 @@ def generate(root: Path, truth_dir: Path) -> None:
     (root / "P56_Mouse_gridAnnotation" / "gridAnnotation.raw").write_bytes(gzip.decompress(_data_bytes("P56_Mouse_gridAnnotation.raw.gz")))
     sds = pd.read_csv(resources.files("hmba_toolkit.datasets").joinpath("data", "mouse_ish_section_data_sets.csv"))
     sds.to_csv(root / "section_data_sets.csv", index=False, lineterminator="\n")
-    tree = StructureTree(pd.read_csv(resources.files("hmba_toolkit.datasets").joinpath("data", "allen_structure_tree.csv")))
-    ann = annotation_grid()
+    tree = load_ontology()
+    ann = load_annotation()
     brain = ann > 0
     division_of = np.zeros(ann.shape, dtype=np.int16) - 1
     for k, acr in enumerate(DIVISIONS):

@@ -11,6 +11,7 @@ nothing half-written ever appears under a final name.
 from __future__ import annotations
 
 import os
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,7 +23,17 @@ from ..errors import DownloadError, IntegrityError, OfflineError
 
 __all__ = ["download_file", "fetch_bytes", "list_bucket_prefixes", "partial_path"]
 
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # a dropped connection loses at most this much of a transfer
+#: HTTP statuses worth retrying (throttling, server overload, gateway trouble).
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class _Retryable(Exception):
+    """A transient server answer: retry after a pause."""
+
+    def __init__(self, status: int):
+        super().__init__(f"HTTP {status}")
+        self.status = status
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -59,7 +70,7 @@ def fetch_bytes(url: str, *, timeout: float = 30.0, session: requests.Session | 
             "Files already in the cache can still be read with AbcCache(root, base_url=None)."
         ) from exc
     if resp.status_code != 200:
-        raise DownloadError(f"GET {url} returned HTTP {resp.status_code}")
+        raise DownloadError(f"GET {url} returned HTTP {resp.status_code}", status=resp.status_code)
     return resp.content
 
 
@@ -105,6 +116,7 @@ def download_file(
     max_attempts: int = 5,
     timeout: float = 60.0,
     chunk_size: int = _CHUNK,
+    backoff: float = 0.5,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming after dropped connections, verifying size and md5.
 
@@ -122,6 +134,9 @@ def download_file(
         Show a tqdm progress bar.
     max_attempts
         Attempts in total; each after a dropped connection resumes with ``Range``.
+        Transient HTTP answers (408, 429, 5xx) are retried too; other statuses raise at once.
+    backoff
+        Pause before retry k is ``backoff * 2**(k-1)`` seconds (capped at 30 s).
 
     Returns
     -------
@@ -141,6 +156,8 @@ def download_file(
     attempt = 0
     with requests.Session() as session:
         while attempt < max_attempts:
+            if attempt and last_error is not None and backoff > 0:
+                time.sleep(min(30.0, backoff * 2 ** (attempt - 1)))
             attempt += 1
             offset = part.stat().st_size if part.exists() else 0
             if size is not None and offset > size:
@@ -151,7 +168,7 @@ def download_file(
             else:
                 try:
                     complete = _transfer(session, url, part, offset, size, progress, timeout, chunk_size, state)
-                except _connection_errors() as exc:
+                except (_Retryable, *_connection_errors()) as exc:
                     last_error = exc
                     continue
             if not complete:
@@ -182,7 +199,8 @@ def download_file(
         ) from last_error
     raise DownloadError(
         f"download of {url} failed after {max_attempts} attempts ({last_error!r}); "
-        f"the partial file {part.name} is kept and the next call resumes from it"
+        f"the partial file {part.name} is kept and the next call resumes from it",
+        status=getattr(last_error, "status", None),
     ) from last_error
 
 
@@ -193,8 +211,10 @@ def _transfer(session, url, part: Path, offset: int, size, progress, timeout, ch
         if resp.status_code == 416 and offset:
             part.unlink()  # our partial file is not a prefix of the remote file
             return False
+        if resp.status_code in RETRY_STATUSES:
+            raise _Retryable(resp.status_code)
         if resp.status_code not in (200, 206):
-            raise DownloadError(f"GET {url} returned HTTP {resp.status_code}")
+            raise DownloadError(f"GET {url} returned HTTP {resp.status_code}", status=resp.status_code)
         mode = "ab" if resp.status_code == 206 and offset else "wb"
         start = offset if mode == "ab" else 0
         bar = tqdm(

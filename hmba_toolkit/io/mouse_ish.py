@@ -99,7 +99,7 @@ def read_ish_grid(path: str | os.PathLike, volume: str = "energy") -> np.ndarray
     Examples
     --------
     >>> grid = read_ish_grid("Nrp1_P56_coronal_74272479_200um/energy.mhd")  # doctest: +SKIP
-    >>> grid.shape
+    >>> grid.shape  # doctest: +SKIP
     (67, 41, 58)
 
     References

@@ -8,14 +8,26 @@ Reference: Allen Brain Atlas API documentation, help.brain-map.org/display/api.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import zipfile
+from pathlib import Path
 from urllib.parse import quote
 
-from ..errors import DownloadError, HmbaToolkitError
-from .download import fetch_bytes
+import pandas as pd
 
-__all__ = ["API_URL", "section_data_sets_query", "grid_download_url", "structure_graph_query", "query_section_data_sets"]
+from ..errors import DataFormatError, DownloadError, HmbaToolkitError, IntegrityError
+from .download import download_file, fetch_bytes
 
+__all__ = [
+    "API_URL", "section_data_sets_query", "grid_download_url", "structure_graph_query", "query_section_data_sets",
+    "list_section_data_sets", "download_grid", "check_grid_zip", "SECTION_DATA_SET_COLUMNS",
+]
+
+#: Columns of :func:`list_section_data_sets` (and of the demo ``section_data_sets.csv``).
+SECTION_DATA_SET_COLUMNS = ["id", "gene_acronym", "plane_of_section", "entrez_id"]
+_PLANE_IDS = {1: "coronal", 2: "sagittal"}
 API_URL = "http://api.brain-map.org/"
 _PLANES = ("coronal", "sagittal")
 _VOLUMES = ("energy", "density", "intensity")
@@ -56,8 +68,12 @@ def structure_graph_query(graph_id: int = 1, base_url: str = API_URL) -> str:
     return f"{base_url.rstrip('/')}/api/v2/data/query.json?criteria={quote(crit, safe=_SAFE)}"
 
 
-def query_section_data_sets(gene: str, plane: str | None = "coronal", *, base_url: str = API_URL, page: int = 2000) -> list[dict]:
-    """Run :func:`section_data_sets_query` (all pages) and return the SectionDataSet records."""
+def query_section_data_sets(gene: str | None, plane: str | None = "coronal", *, base_url: str = API_URL, page: int = 2000) -> list[dict]:
+    """Run :func:`section_data_sets_query` (all pages) and return the SectionDataSet records.
+
+    ``gene=None`` lists every (non-failed) experiment of the plane, about 4,300 coronal and
+    21,700 sagittal ones, 2,000 records per request.
+    """
     out: list[dict] = []
     start = 0
     while True:
@@ -68,3 +84,124 @@ def query_section_data_sets(gene: str, plane: str | None = "coronal", *, base_ur
         start += page
         if start >= int(doc.get("total_rows", 0)):
             return out
+
+
+def _plane(record: dict) -> str:
+    pos = record.get("plane_of_section")
+    if isinstance(pos, dict) and pos.get("name"):
+        return str(pos["name"])
+    return _PLANE_IDS.get(record.get("plane_of_section_id"), "unknown")
+
+
+def list_section_data_sets(
+    gene: str | None = None, plane: str | None = "coronal", *, base_url: str = API_URL, page: int = 2000
+) -> pd.DataFrame:
+    """Mouse ISH experiments (SectionDataSets) with their gene and plane, as a table.
+
+    Parameters
+    ----------
+    gene
+        A gene acronym (``"Pdyn"``); None lists every gene's experiments.
+    plane
+        ``"coronal"``, ``"sagittal"`` or None for both.
+    base_url
+        The Allen API (``http://api.brain-map.org/``), or a mirror.
+    page
+        Records per request.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id, gene_acronym, plane_of_section, entrez_id`` (``Int64``), one row per
+        experiment sorted by id; failed experiments and records without a gene are left out.
+
+    Examples
+    --------
+    >>> list_section_data_sets("Pdyn")  # doctest: +SKIP
+             id gene_acronym plane_of_section  entrez_id
+    0  71717084         Pdyn          coronal      18610
+
+    References
+    ----------
+    Allen Brain Atlas API, "Downloading 3-D expression grid data" (RMA SectionDataSet query).
+    """
+    rows = []
+    for rec in query_section_data_sets(gene, plane, base_url=base_url, page=page):
+        if rec.get("failed") in (True, "true"):
+            continue
+        genes = rec.get("genes") or []
+        if not genes:
+            continue
+        rows.append({"id": int(rec["id"]), "gene_acronym": str(genes[0].get("acronym")),
+                     "plane_of_section": _plane(rec), "entrez_id": genes[0].get("entrez_id")})
+    table = pd.DataFrame(rows, columns=SECTION_DATA_SET_COLUMNS)
+    table["id"] = table["id"].astype("int64")
+    table["entrez_id"] = pd.to_numeric(table["entrez_id"], errors="coerce").astype("Int64")
+    return table.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def check_grid_zip(path: str | os.PathLike, volumes=("energy",)) -> None:
+    """Raise unless ``path`` is an intact grid zip holding ``<volume>.mhd`` and its data file.
+
+    Raises
+    ------
+    IntegrityError
+        The zip is truncated or fails its CRC check.
+    DataFormatError
+        The zip is intact but lacks a requested volume (the experiment has no such grid).
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            names = {Path(n).name for n in zf.namelist()}
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise IntegrityError(f"{path}: not a complete zip ({exc})") from exc
+    if bad is not None:
+        raise IntegrityError(f"{path}: member {bad} fails its CRC check")
+    missing = [v for v in volumes if f"{v}.mhd" not in names or f"{v}.raw" not in names]
+    if missing:
+        raise DataFormatError(f"{path}: no {missing} grid inside; it holds {sorted(names)}")
+
+
+def download_grid(
+    section_data_set_id: int,
+    cache_dir: str | os.PathLike,
+    volumes=("energy",),
+    *,
+    base_url: str = API_URL,
+    max_attempts: int = 5,
+    backoff: float = 0.5,
+    progress: bool = False,
+    timeout: float = 60.0,
+) -> Path:
+    """Download one experiment's 200 um grid zip into ``cache_dir`` (cached, verified, atomic).
+
+    The zip appears as ``cache_dir/<id>.zip`` (``<id>_<volumes>.zip`` for other volumes) only
+    after it passed :func:`check_grid_zip`; a cached zip is returned without a request.
+    Dropped connections resume, transient HTTP answers are retried with exponential backoff.
+
+    Examples
+    --------
+    >>> path = download_grid(71717084, "~/.cache/hmba_toolkit/mouse_ish")  # doctest: +SKIP
+    >>> from hmba_toolkit.io import read_ish_grid
+    >>> read_ish_grid(path).shape  # doctest: +SKIP
+    (67, 41, 58)
+    """
+    cache_dir = Path(cache_dir).expanduser()
+    volumes = tuple(volumes)
+    suffix = "" if volumes == ("energy",) else "_" + "-".join(volumes)
+    final = cache_dir / f"{int(section_data_set_id)}{suffix}.zip"
+    if final.is_file():
+        return final
+    staging = cache_dir / f".{final.name}.download"
+    url = grid_download_url(section_data_set_id, volumes, base_url)
+    try:
+        download_file(url, staging, progress=progress, max_attempts=max_attempts, timeout=timeout, backoff=backoff)
+        check_grid_zip(staging, volumes)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        raise
+    os.replace(staging, final)
+    return final

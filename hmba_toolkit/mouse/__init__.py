@@ -1,0 +1,18 @@
+"""The Allen mouse brain ISH atlas: the 200 um reference, structure summaries, a genes x voxels store.
+
+- :mod:`~hmba_toolkit.mouse.atlas`: the shipped annotation grid and ontology, hemispheres, coarse labels.
+- :mod:`~hmba_toolkit.mouse.unionize`: per-structure subtree means of one grid or thousands.
+- :mod:`~hmba_toolkit.mouse.store`: :class:`GridStore`, packed from local zips or downloaded in bulk
+  from the Allen API (resumable, bounded concurrency, retries with backoff).
+
+The API client itself (listing experiments, downloading one grid) is :mod:`hmba_toolkit.io.rma`.
+"""
+
+from .atlas import GRID_SHAPE, HEMISPHERES, MAJOR_DIVISIONS, SPACING_UM, hemisphere_mask, load_annotation, load_ontology, relabel
+from .store import GridStore, download_grids, pack_grids
+from .unionize import structure_membership, unionize, unionize_genes
+
+__all__ = [
+    "GRID_SHAPE", "HEMISPHERES", "MAJOR_DIVISIONS", "SPACING_UM", "GridStore", "download_grids", "hemisphere_mask",
+    "load_annotation", "load_ontology", "pack_grids", "relabel", "structure_membership", "unionize", "unionize_genes",
+]
