@@ -261,3 +261,30 @@ def test_bulk_download_offline_stops_early_and_keeps_nothing_final(tmp_path):
         mouse.download_grids(ids, tmp_path / "off.store", base_url="http://127.0.0.1:9/", max_workers=2,
                              max_attempts=1, backoff=0, progress=False)
     assert not (tmp_path / "off.store").exists()
+
+
+def test_human_orthologs_follow_the_allen_homolog_ids(fixtures_dir):
+    abi = pd.read_csv(fixtures_dir / "mouse_ish" / "ABI_genes.csv", dtype=str).dropna(subset=["homologous_human_ID"])
+    abi["mouse"] = abi["acronym"].str.rstrip("*")
+    pairs = {(m, int(h)) for m, v in zip(abi["mouse"], abi["homologous_human_ID"]) for h in v.split("|")}
+    table = mouse.human_orthologs(one_to_one=False)
+    assert {(m, int(h)) for m, h in zip(table["mouse_symbol"], table["human_entrez_id"])} == pairs
+    strict = mouse.human_orthologs()
+    assert not strict["mouse_symbol"].duplicated().any() and not strict["human_entrez_id"].duplicated().any()
+    named = strict.dropna(subset=["human_symbol"])
+    assert (named["human_symbol"] != named["mouse_symbol"].str.upper()).mean() > 0.05  # symbols' case is not enough
+    got = mouse.human_orthologs(["Drd2", "NoSuchGene", "Ppp1r1b"])
+    assert got["mouse_symbol"].tolist() == ["Drd2", "Ppp1r1b"] and got["human_symbol"].tolist() == ["DRD2", "PPP1R1B"]
+    with pytest.raises(HmbaToolkitError, match="list of symbols"):
+        mouse.human_orthologs("Drd2")
+
+
+def test_to_human_relabels_rankings_and_tables():
+    ranking = pd.Series({"Pdyn": 4.0, "Zfp161": 1.0, "Foxp1": 3.0, "Drd2": 2.0})
+    human = mouse.to_human(ranking)
+    assert human.to_dict() == {"PDYN": 4.0, "ZBTB14": 1.0, "DRD2": 2.0} and human.attrs["dropped"] == 1
+    table = pd.DataFrame([[1.0, 2.0, 3.0]], index=["CP"], columns=["Penk", "Foxp1", "Tac1"])
+    assert list(mouse.to_human(table).columns) == ["PENK", "TAC1"]
+    assert list(mouse.to_human(table.T, axis="index").index) == ["PENK", "TAC1"]
+    with pytest.raises(HmbaToolkitError, match="axis"):
+        mouse.to_human(ranking, axis="columns")

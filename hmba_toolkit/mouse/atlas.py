@@ -109,8 +109,9 @@ def hemisphere_mask(shape: tuple[int, int, int], hemisphere: str) -> np.ndarray:
     return mask
 
 
-#: The twelve major divisions of the adult mouse brain (plus fiber tracts), in ontology order.
-MAJOR_DIVISIONS = ("Isocortex", "OLF", "HPF", "CTXsp", "STR", "PAL", "TH", "HY", "MB", "P", "MY", "CB", "fiber tracts")
+#: The twelve major divisions of the adult mouse brain in ontology order (the 200 um grid annotation
+#: labels no fiber tracts).
+MAJOR_DIVISIONS = ("Isocortex", "OLF", "HPF", "CTXsp", "STR", "PAL", "TH", "HY", "MB", "P", "MY", "CB")
 
 
 def relabel(
