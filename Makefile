@@ -57,6 +57,7 @@ bench: bench-env
 	OMP_NUM_THREADS=2 $(BIN)/python bench/bench_map_enrichment.py
 	OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=2 $(BIN)/python bench/bench_wilcoxon.py 50000 2000
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_aggregate.py 200000 5000 60
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_unionize.py 1000
 
 clean:
 	rm -rf build $(VENV)

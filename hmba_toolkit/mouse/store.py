@@ -141,6 +141,10 @@ class GridStore:
 
     def iter_voxel_chunks(self, voxels: np.ndarray, chunk_size: int = 512) -> Iterator[tuple[list[str], np.ndarray]]:
         """Yield ``(labels, values)`` with values (chunk, len(voxels)) at the given flat voxels."""
+        if np.array_equal(voxels, self.voxels):  # the usual case: every stored voxel, no gather needed
+            for start in range(0, len(self), chunk_size):
+                yield self.labels[start:start + chunk_size], np.asarray(self.matrix[start:start + chunk_size])
+            return
         pos = np.searchsorted(self.voxels, voxels)
         pos = np.minimum(pos, len(self.voxels) - 1)
         stored = self.voxels[pos] == voxels
