@@ -210,6 +210,9 @@ def test_download_grid_verifies_and_caches(api, real, tmp_path):
     np.testing.assert_array_equal(read_ish_grid(path), real["Pdyn"])
     n = len(api.grid_requests)
     assert rma.download_grid(PDYN, tmp_path, base_url=api.url) == path and len(api.grid_requests) == n
+    folder = rma.download_grid(PDYN, tmp_path, base_url=api.url, unpack=True)  # MetaImage files for other tools
+    assert len(api.grid_requests) == n and (folder / "data_set.xml").is_file()
+    np.testing.assert_array_equal(read_ish_grid(folder / "energy.mhd"), real["Pdyn"])
     with pytest.raises(DownloadError) as info:
         rma.download_grid(999003, tmp_path, base_url=api.url, backoff=0)
     assert info.value.status == 404

@@ -174,12 +174,16 @@ def download_grid(
     backoff: float = 0.5,
     progress: bool = False,
     timeout: float = 60.0,
+    unpack: bool = False,
 ) -> Path:
     """Download one experiment's 200 um grid zip into ``cache_dir`` (cached, verified, atomic).
 
     The zip appears as ``cache_dir/<id>.zip`` (``<id>_<volumes>.zip`` for other volumes) only
     after it passed :func:`check_grid_zip`; a cached zip is returned without a request.
     Dropped connections resume, transient HTTP answers are retried with exponential backoff.
+    :func:`~hmba_toolkit.io.read_ish_grid` reads the zip directly; ``unpack=True`` also
+    extracts it (``<volume>.mhd``, ``.raw``, ``data_set.xml``) into ``cache_dir/<id>/`` for
+    tools that want MetaImage files, and returns that folder.
 
     Examples
     --------
@@ -193,7 +197,7 @@ def download_grid(
     suffix = "" if volumes == ("energy",) else "_" + "-".join(volumes)
     final = cache_dir / f"{int(section_data_set_id)}{suffix}.zip"
     if final.is_file():
-        return final
+        return _unpacked(final, volumes) if unpack else final
     staging = cache_dir / f".{final.name}.download"
     url = grid_download_url(section_data_set_id, volumes, base_url)
     try:
@@ -204,4 +208,13 @@ def download_grid(
             staging.unlink()
         raise
     os.replace(staging, final)
-    return final
+    return _unpacked(final, volumes) if unpack else final
+
+
+def _unpacked(archive: Path, volumes: tuple[str, ...]) -> Path:
+    from .archives import unpack_zip
+
+    folder = archive.with_suffix("")
+    if not folder.is_dir():
+        unpack_zip(archive, folder, [f"{v}.{ext}" for v in volumes for ext in ("mhd", "raw")])
+    return folder
