@@ -42,7 +42,7 @@ test: data
 
 lock:
 	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
-	build/lockenv/bin/pip install --quiet -e ".[notebooks,test]"
+	build/lockenv/bin/pip install --quiet -e ".[notebooks,test,scale,docs]"
 	{ echo "# Exact pins: the reference environment (make demo/test, Binder, committed notebook outputs)."; \
 	  echo "# Regenerate with: make lock"; \
 	  build/lockenv/bin/pip freeze --exclude-editable --all | grep -v -E '^(pip|hmba.toolkit)=='; } > binder/requirements.txt

@@ -30,6 +30,9 @@ coexpression
     regions and its distance dependence.
 spatial
     Region polygons of the spatial slabs and cell-to-region assignment.
+stream
+    Out-of-core kernels for the multi-GB h5ad matrices: one-pass group aggregation (also on
+    Dask), a gene-major index for fast gene queries.
 mouse
     The Allen mouse ISH atlas: the 200 um reference, per-structure summaries ("unionize") of one
     or thousands of grids, and a genes x voxels store packed locally or downloaded in bulk.
@@ -37,8 +40,8 @@ errors
     The exceptions raised on bad input.
 """
 
-from . import ahba, autocorrelation, coexpression, datasets, de, errors, gsea, io, mouse, normalize, nulls, pl, spatial, variograms, weights
+from . import ahba, autocorrelation, coexpression, datasets, de, errors, gsea, io, mouse, normalize, nulls, pl, spatial, stream, variograms, weights
 from ._session import session_info
 
 __version__ = "0.1.0"
-__all__ = ["ahba", "autocorrelation", "coexpression", "datasets", "de", "errors", "gsea", "io", "mouse", "normalize", "nulls", "pl", "session_info", "spatial", "variograms", "weights", "__version__"]
+__all__ = ["ahba", "autocorrelation", "coexpression", "datasets", "de", "errors", "gsea", "io", "mouse", "normalize", "nulls", "pl", "session_info", "spatial", "stream", "variograms", "weights", "__version__"]

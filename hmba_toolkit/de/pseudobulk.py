@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._groups import group_codes
 from ..errors import HmbaToolkitError
 from ._checks import check_cross_species
 from ._result import bh_adjust, tidy
@@ -60,14 +61,7 @@ def aggregate_counts(
     >>> pb = aggregate_counts(raw, ["donor_label", "Group"])  # doctest: +SKIP
     """
     by = list(by)
-    missing = [c for c in by if c not in adata.obs]
-    if missing:
-        raise HmbaToolkitError(f"aggregate_counts: obs has no column(s) {missing}")
-    keys = adata.obs[by].astype("string")
-    ok = keys.notna().all(axis=1).to_numpy()
-    codes = np.full(adata.n_obs, -1, dtype=np.int64)
-    codes[ok] = keys[ok].groupby(by, sort=True).ngroup().to_numpy()
-    combos = keys[ok].drop_duplicates().sort_values(by).reset_index(drop=True)
+    codes, combos = group_codes(adata.obs, by, source="aggregate_counts")
     n_groups = len(combos)
     sums = np.zeros((n_groups, adata.n_vars))
     nexp = np.zeros((n_groups, adata.n_vars))

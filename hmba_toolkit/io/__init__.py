@@ -16,9 +16,10 @@ from .archives import AHBA_DONORS, fetch_ahba, fetch_brainspan  # noqa: E402
 from .mouse_ish import read_ish_grid, read_mhd_header, write_ish_grid  # noqa: E402
 from .ontology import StructureTree, read_ontology  # noqa: E402
 from . import rma  # noqa: E402
+from ..stream.gene_index import read_genes  # noqa: E402
 
 __all__ += [
     "AhbaDonor", "read_ahba_donor", "age_in_years", "read_brainspan", "DEVELOPMENTAL_PERIODS", "developmental_period",
-    "AHBA_DONORS", "fetch_ahba", "fetch_brainspan", "read_ish_grid", "read_mhd_header",
+    "AHBA_DONORS", "fetch_ahba", "fetch_brainspan", "read_genes", "read_ish_grid", "read_mhd_header",
     "write_ish_grid", "StructureTree", "read_ontology", "rma",
 ]

@@ -1,0 +1,34 @@
+"""Group codes of cells from metadata columns (shared by in-memory and streaming aggregation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import HmbaToolkitError
+
+
+def group_codes(obs: pd.DataFrame, by: Sequence[str], cells: pd.Index | None = None, *, source: str = "obs"):
+    """Integer group of every cell (-1 = left out) and the table of groups, sorted by ``by``.
+
+    ``cells`` aligns the codes to another cell order (e.g. a file's rows): cells absent from
+    ``obs`` get -1. Missing ``by`` values also give -1.
+    """
+    by = list(by)
+    if not by:
+        raise HmbaToolkitError("by must name at least one column")
+    missing = [c for c in by if c not in obs.columns]
+    if missing:
+        raise HmbaToolkitError(f"{source}: obs has no column(s) {missing}")
+    keys = obs[by].astype("string")
+    if cells is not None:
+        if obs.index.duplicated().any():
+            raise HmbaToolkitError(f"{source}: obs index has duplicated cell labels, e.g. {list(obs.index[obs.index.duplicated()][:3])}")
+        keys = keys.reindex(cells)
+    ok = keys.notna().all(axis=1).to_numpy()
+    codes = np.full(len(keys), -1, dtype=np.int64)
+    codes[ok] = keys[ok].groupby(by, sort=True).ngroup().to_numpy()
+    combos = keys[ok].drop_duplicates().sort_values(by).reset_index(drop=True)
+    return codes, combos

@@ -1,0 +1,13 @@
+"""Out-of-core kernels for the multi-GB Allen h5ad matrices.
+
+- :func:`aggregate`: per-group sums, sums of squares and expressing cells (pseudobulk counts,
+  means, variances, fractions) in one streaming pass, memory bounded by ``chunk_nnz``; on a Dask
+  cluster with ``client=``.
+- :func:`build_gene_index` / :func:`read_genes`: a one-time gene-major copy, after which a few
+  genes across all cells take milliseconds instead of a full inflate of the file.
+"""
+
+from .aggregate import NORMALIZATIONS, aggregate
+from .gene_index import GeneIndex, build_gene_index, default_index_path, read_genes
+
+__all__ = ["NORMALIZATIONS", "GeneIndex", "aggregate", "build_gene_index", "default_index_path", "read_genes"]

@@ -1,0 +1,103 @@
+"""Row blocks of an Allen-style CSR h5ad, read as contiguous ranges of ``data``/``indices``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numba
+import numpy as np
+from anndata.io import read_elem
+
+from ..errors import DataFormatError, HmbaToolkitError
+
+
+@dataclass(frozen=True)
+class CsrFile:
+    """Shape, layout and row pointer of a CSR matrix in an h5ad file (read once, cheap)."""
+
+    path: Path
+    key: str
+    n_obs: int
+    n_var: int
+    indptr: np.ndarray
+    dtype: np.dtype
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+
+def open_csr(path: str | os.PathLike, layer: str | None = None) -> CsrFile:
+    """Inspect the CSR ``X`` (or ``layers/<layer>``) of an h5ad without reading its values."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such h5ad file")
+    key = "X" if layer is None else f"layers/{layer}"
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFormatError(f"{path}: not an HDF5/h5ad file ({exc})") from exc
+    with f:
+        if key not in f:
+            raise DataFormatError(f"{path}: no {key!r} matrix")
+        g = f[key]
+        enc = g.attrs.get("encoding-type", "") if isinstance(g, h5py.Group) else "array"
+        if enc != "csr_matrix":
+            raise DataFormatError(f"{path}: {key} is stored as {enc!r}; streaming needs 'csr_matrix' (cells x genes), as Allen writes")
+        n_obs, n_var = (int(v) for v in g.attrs["shape"])
+        indptr = g["indptr"][:].astype(np.int64)
+        dtype = g["data"].dtype
+    if indptr.size != n_obs + 1 or (np.diff(indptr) < 0).any():
+        raise DataFormatError(f"{path}: {key}/indptr is not a valid row pointer for {n_obs} rows")
+    return CsrFile(path, key, n_obs, n_var, indptr, dtype)
+
+
+def read_obs_var(path: Path):
+    """obs and var tables of an h5ad (no matrix)."""
+    with h5py.File(path, "r") as f:
+        return read_elem(f["obs"]), read_elem(f["var"])
+
+
+def row_blocks(indptr: np.ndarray, chunk_nnz: int, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
+    """Split rows [start, stop) into consecutive ranges holding at most ``chunk_nnz`` values each.
+
+    A single row with more values than ``chunk_nnz`` forms its own block.
+    """
+    if chunk_nnz < 1:
+        raise HmbaToolkitError(f"chunk_nnz must be >= 1, got {chunk_nnz}")
+    stop = len(indptr) - 1 if stop is None else stop
+    blocks, a = [], start
+    while a < stop:
+        b = int(np.searchsorted(indptr, indptr[a] + chunk_nnz, side="right")) - 1
+        b = min(max(b, a + 1), stop)
+        blocks.append((a, b))
+        a = b
+    return blocks
+
+
+def iter_blocks(csr: CsrFile, blocks) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(start, stop, data, indices, local_ptr)`` for each row block, one file handle."""
+    with h5py.File(csr.path, "r") as f:
+        g = f[csr.key]
+        data_ds, idx_ds = g["data"], g["indices"]
+        for a, b in blocks:
+            lo, hi = int(csr.indptr[a]), int(csr.indptr[b])
+            yield a, b, data_ds[lo:hi], idx_ds[lo:hi].astype(np.int64, copy=False), csr.indptr[a:b + 1] - lo
+
+
+@numba.njit(cache=True)
+def row_scale_log2cpm(data: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """Per-row factor 1e6 / total counts (0 for empty rows): log2 CPM is log2(x * factor + 1)."""
+    n = ptr.size - 1
+    out = np.zeros(n)
+    for r in range(n):
+        s = 0.0
+        for k in range(ptr[r], ptr[r + 1]):
+            s += data[k]
+        if s > 0:
+            out[r] = 1e6 / s
+    return out

@@ -1,0 +1,350 @@
+"""A gene-major copy of a cells x genes h5ad, so a few genes across all cells cost milliseconds.
+
+Allen's matrices are cell-major (CSR, gzip chunks): one gene's values are scattered through every
+row, so reading it means inflating the whole file (minutes for the 16 GB human file). The index
+is a one-time transpose into uncompressed NumPy arrays (``.npy``, memory-mapped on read):
+
+``gene_ptr`` (int64, genes + 1), ``cells`` (uint32 row of each value, sorted within a gene),
+``values`` (uint16 when every value is an integer <= 65,535, as raw counts usually are, else
+float32), and ``cell_totals`` (per-cell sums, the log2 CPM size factors). About 6 bytes per value
+for raw counts. The transpose is bucketed: one streaming pass appends each block's values to
+per-gene-range bucket files, then each bucket is ordered in memory and written once, so memory
+stays near ``memory_gb`` whatever the file's size. The index records the source's md5, size and
+modification time; a changed source is detected and the index is ignored (or rebuilt).
+
+References
+----------
+anndata issue 1430 (ivirshup: choose cell-major or gene-major for random access); cellxgene issue
+739 (column slicing usable only on CSC); BPCells (Parks & Greenleaf, feature-major bit-packed
+storage).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .._files import md5sum
+from ..errors import DataFormatError, HmbaToolkitError
+from ._blocks import iter_blocks, open_csr, read_obs_var, row_blocks
+
+__all__ = ["build_gene_index", "GeneIndex", "default_index_path", "read_genes"]
+
+INDEX_FORMAT = "hmba_toolkit.GeneIndex"
+_VERSION = 1
+
+
+def default_index_path(path: str | os.PathLike, layer: str | None = None) -> Path:
+    """Where an index of ``path`` lives unless told otherwise: ``<file>.gene_index`` beside it."""
+    path = Path(path)
+    suffix = ".gene_index" if layer is None else f".{layer}.gene_index"
+    return path.with_name(path.name + suffix)
+
+
+def _row_sums(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """Sum of each row's stored values (0 for empty rows)."""
+    n = ptr.size - 1
+    return np.bincount(np.repeat(np.arange(n), np.diff(ptr)), weights=values.astype(np.float64), minlength=n)
+
+
+def _stat(path: Path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class GeneIndex:
+    """An opened gene-major index (arrays memory-mapped, nothing read yet).
+
+    Examples
+    --------
+    >>> idx = GeneIndex.open("HMBA-10xMultiome-BG-Human-raw.h5ad.gene_index")  # doctest: +SKIP
+    >>> idx.column(1234)  # (cells, values) of gene 1234  # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = path
+        self.meta = meta
+        self.gene_ptr = np.load(path / "gene_ptr.npy")
+        self.cells = np.load(path / "cells.npy", mmap_mode="r")
+        self.values = np.load(path / "values.npy", mmap_mode="r")
+        self.cell_totals = np.load(path / "cell_totals.npy", mmap_mode="r")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> GeneIndex:
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise DataFormatError(f"{path}: not a gene index (no meta.json)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != INDEX_FORMAT:
+            raise DataFormatError(f"{meta_path}: format {meta.get('format')!r}, expected {INDEX_FORMAT!r}")
+        return cls(path, meta)
+
+    def matches(self, source: str | os.PathLike) -> bool:
+        """Whether the index was built from this file as it is now (size and mtime, else md5)."""
+        source = Path(source)
+        now = _stat(source)
+        if now["size"] != self.meta["source_size"]:
+            return False
+        if now["mtime_ns"] == self.meta["source_mtime_ns"]:
+            return True
+        return md5sum(source) == self.meta["source_md5"]  # touched but maybe identical
+
+    def column(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and values of gene (column) ``j``."""
+        a, b = int(self.gene_ptr[j]), int(self.gene_ptr[j + 1])
+        return np.asarray(self.cells[a:b]), np.asarray(self.values[a:b])
+
+
+def build_gene_index(
+    path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    layer: str | None = None,
+    chunk_nnz: int = 20_000_000,
+    memory_gb: float = 1.0,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Transpose a cells x genes h5ad once into a gene-major index (see the module notes).
+
+    Parameters
+    ----------
+    path
+        An Allen-style CSR h5ad.
+    out
+        The index folder; default ``<file>.gene_index`` beside the file (what :func:`read_genes`
+        looks for).
+    layer
+        Index ``layers/<layer>`` instead of ``X``.
+    chunk_nnz
+        Values read per block of the streaming pass.
+    memory_gb
+        Target memory of the second phase (sets the number of buckets).
+    overwrite
+        Rebuild even if an up-to-date index exists.
+
+    Returns
+    -------
+    pathlib.Path
+        The index folder (built under ``<out>.partial`` and renamed when complete).
+
+    Examples
+    --------
+    >>> from hmba_toolkit.io import AbcCache
+    >>> p = AbcCache.from_demo().get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
+    >>> idx = build_gene_index(p, progress=False)
+    >>> idx.name
+    'HMBA-10xMultiome-BG-Aligned-raw.h5ad.gene_index'
+
+    References
+    ----------
+    anndata issue 1430; Parks B & Greenleaf W, BPCells (feature-major storage).
+    """
+    path = Path(path)
+    out = default_index_path(path, layer) if out is None else Path(out)
+    if out.exists() and not overwrite:
+        try:
+            if GeneIndex.open(out).matches(path):
+                return out
+        except DataFormatError:
+            pass
+    csr = open_csr(path, layer)
+    if csr.n_obs >= 2**32:
+        raise HmbaToolkitError(f"{path}: {csr.n_obs} cells exceed the index's uint32 cell ids")
+    source = {**_stat(path), "md5": md5sum(path)}
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "buckets").mkdir(parents=True)
+    entry = 4 + 4 + 4  # cell, gene, value while bucketing
+    n_buckets = int(max(1, min(csr.n_var, np.ceil(csr.nnz * entry * 2 / (memory_gb * 1e9)))))
+    per = int(np.ceil(csr.n_var / n_buckets))
+    counts = np.zeros(csr.n_var, dtype=np.int64)
+    totals = np.zeros(csr.n_obs)
+    integer, vmin, vmax = True, 0.0, 0.0
+    try:
+        handles = [[open(partial / "buckets" / f"{b}.{kind}", "ab") for kind in ("cell", "gene", "value")] for b in range(n_buckets)]
+        bar = tqdm(total=csr.nnz, unit="value", unit_scale=True, desc=f"indexing {path.name}", disable=not progress, leave=False)
+        with bar:
+            for a, b, data, indices, ptr in iter_blocks(csr, row_blocks(csr.indptr, chunk_nnz)):
+                rows = np.repeat(np.arange(a, b, dtype=np.uint32), np.diff(ptr))
+                vals = data.astype(np.float32, copy=False)
+                counts += np.bincount(indices, minlength=csr.n_var)
+                totals[a:b] = _row_sums(vals, ptr)
+                if vals.size:
+                    integer = integer and bool(np.all(vals == np.round(vals)))
+                    vmax = max(vmax, float(vals.max()))
+                    vmin = min(vmin, float(vals.min()))
+                bucket = indices // per
+                order = np.argsort(bucket, kind="stable")
+                edges = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
+                for k in range(n_buckets):
+                    sel = order[edges[k]:edges[k + 1]]
+                    if sel.size:
+                        h = handles[k]
+                        rows[sel].tofile(h[0])
+                        indices[sel].astype(np.uint32).tofile(h[1])
+                        vals[sel].tofile(h[2])
+                bar.update(int(ptr[-1]))
+        for h in handles:
+            for fh in h:
+                fh.close()
+        value_dtype = np.uint16 if integer and vmin >= 0 and vmax <= np.iinfo(np.uint16).max else np.float32
+        gene_ptr = np.concatenate([[0], np.cumsum(counts)])
+        np.save(partial / "gene_ptr.npy", gene_ptr)
+        np.save(partial / "cell_totals.npy", totals)
+        cells_out = np.lib.format.open_memmap(partial / "cells.npy", mode="w+", dtype=np.uint32, shape=(csr.nnz,))
+        values_out = np.lib.format.open_memmap(partial / "values.npy", mode="w+", dtype=value_dtype, shape=(csr.nnz,))
+        for k in range(n_buckets):
+            g = np.fromfile(partial / "buckets" / f"{k}.gene", dtype=np.uint32)
+            if not g.size:
+                continue
+            c = np.fromfile(partial / "buckets" / f"{k}.cell", dtype=np.uint32)
+            v = np.fromfile(partial / "buckets" / f"{k}.value", dtype=np.float32)
+            order = np.argsort(g, kind="stable")  # rows arrived in order: stable keeps them sorted per gene
+            lo, hi = int(gene_ptr[k * per]), int(gene_ptr[min((k + 1) * per, csr.n_var)])
+            cells_out[lo:hi] = c[order]
+            values_out[lo:hi] = v[order].astype(value_dtype)
+        cells_out.flush()
+        values_out.flush()
+        del cells_out, values_out
+        shutil.rmtree(partial / "buckets")
+        meta = {"format": INDEX_FORMAT, "version": _VERSION, "source": path.name, "source_size": source["size"],
+                "source_mtime_ns": source["mtime_ns"], "source_md5": source["md5"], "layer": layer,
+                "n_obs": csr.n_obs, "n_var": csr.n_var, "nnz": csr.nnz, "value_dtype": np.dtype(value_dtype).name,
+                "source_dtype": np.dtype(csr.dtype).name}
+        (partial / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return out
+
+
+def _gene_positions(var: pd.DataFrame, genes: Sequence[str], gene_column: str | None, path: Path) -> np.ndarray:
+    keys = var.index if gene_column is None else pd.Index(var[gene_column].astype(str))
+    where = "var index" if gene_column is None else f"var column {gene_column!r}"
+    dup = keys.duplicated(keep=False)
+    ambiguous = sorted(set(genes) & set(keys[dup]))
+    if ambiguous:
+        raise DataFormatError(f"{path}: genes {ambiguous} match several rows of {where}; ask by identifier")
+    unique_pos = np.flatnonzero(~dup)
+    hit = keys[unique_pos].get_indexer(pd.Index(genes))
+    if (hit < 0).any():
+        raise DataFormatError(f"{path}: genes not found in {where}: {[g for g, c in zip(genes, hit) if c < 0]}")
+    return unique_pos[hit]
+
+
+def read_genes(
+    path: str | os.PathLike,
+    genes: Sequence[str],
+    *,
+    gene_column: str | None = None,
+    layer: str | None = None,
+    normalize: str | None = None,
+    index: str | bool | os.PathLike = "auto",
+    chunk_nnz: int = 20_000_000,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """A few genes across every cell of an h5ad, as a dense cells x genes table.
+
+    Parameters
+    ----------
+    path
+        An Allen-style CSR h5ad.
+    genes
+        Identifiers (``var`` index) or, with ``gene_column="gene_symbol"``, symbols.
+    normalize
+        None, or ``"log2cpm"`` to turn raw counts into log2(count / total * 1e6 + 1) (each cell's
+        total over all genes, from the index or from the pass).
+    index
+        ``"auto"``: use ``<file>.gene_index`` when it exists and matches the file, else one
+        streaming pass; ``True``: require it (build it with :func:`build_gene_index`);
+        ``False``: always stream; or the path of an index folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        float32, index ``cell_label`` (file order), columns the requested genes; ``attrs["source"]``
+        says ``"gene_index"`` or ``"stream"``.
+
+    Examples
+    --------
+    >>> from hmba_toolkit.io import AbcCache
+    >>> p = AbcCache.from_demo().get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
+    >>> df = read_genes(p, ["DRD1", "DRD2"], gene_column="gene_symbol", index=False, progress=False)
+    >>> list(df.columns), df.dtypes.iloc[0]
+    (['DRD1', 'DRD2'], dtype('float32'))
+
+    References
+    ----------
+    Allen Institute ``abc_atlas_access`` ``get_gene_data`` (the streaming path it replaces).
+    """
+    from .aggregate import NORMALIZATIONS
+
+    if normalize not in NORMALIZATIONS:
+        raise HmbaToolkitError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}")
+    if isinstance(genes, str):
+        raise HmbaToolkitError("genes must be a list, not one string")
+    path = Path(path)
+    csr = open_csr(path, layer)
+    obs, var = read_obs_var(path)
+    cols = _gene_positions(var, list(genes), gene_column, path)
+    out = np.zeros((csr.n_obs, len(cols)), dtype=np.float32)
+    gi = _usable_index(path, layer, index)
+    if gi is not None:
+        scale = None
+        if normalize == "log2cpm":
+            t = np.asarray(gi.cell_totals)
+            scale = np.divide(1e6, t, out=np.zeros_like(t), where=t > 0)
+        for k, j in enumerate(cols):
+            c, v = gi.column(int(j))
+            v = v.astype(np.float64)
+            out[c.astype(np.int64), k] = np.log2(v * scale[c] + 1) if scale is not None else v
+        source = "gene_index"
+    else:
+        col_map = np.full(csr.n_var, -1, dtype=np.int64)
+        col_map[cols] = np.arange(len(cols))
+        bar = tqdm(total=csr.nnz, unit="value", unit_scale=True, desc=path.name, disable=not progress, leave=False)
+        with bar:
+            for a, b, data, indices, ptr in iter_blocks(csr, row_blocks(csr.indptr, chunk_nnz)):
+                hit = np.flatnonzero(col_map[indices] >= 0)
+                if hit.size:
+                    rows = np.searchsorted(ptr, hit, side="right") - 1
+                    v = data[hit].astype(np.float64)
+                    if normalize == "log2cpm":
+                        v = np.log2(v * 1e6 / _row_sums(data, ptr)[rows] + 1)
+                    out[a + rows, col_map[indices[hit]]] = v
+                bar.update(int(ptr[-1]))
+        source = "stream"
+    df = pd.DataFrame(out, index=obs.index, columns=pd.Index(list(genes)))
+    df.attrs["source"] = source
+    return df
+
+
+def _usable_index(path: Path, layer, index) -> GeneIndex | None:
+    if index is False:
+        return None
+    where = default_index_path(path, layer) if index in ("auto", True) else Path(index)
+    if not where.exists():
+        if index is True or index not in ("auto", True):
+            raise DataFormatError(f"{where}: no gene index; build it with hmba_toolkit.stream.build_gene_index({path.name!r})")
+        return None
+    gi = GeneIndex.open(where)
+    if not gi.matches(path):
+        msg = f"{where} was built from another version of {path.name}; rebuild it with build_gene_index(..., overwrite=True)"
+        if index == "auto":
+            warnings.warn(msg + "; reading by a full pass instead", stacklevel=3)
+            return None
+        raise DataFormatError(msg)
+    return gi

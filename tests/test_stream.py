@@ -1,0 +1,144 @@
+"""hmba_toolkit.stream on the demo release: equality with in-memory results, the index, Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from hmba_toolkit import de, stream
+from hmba_toolkit.errors import DataFormatError, HmbaToolkitError
+from hmba_toolkit.io import read_genes
+
+DIR = "HMBA-10xMultiome-BG"
+HUMAN = "HMBA-10xMultiome-BG-Human"
+
+
+@pytest.fixture(scope="module")
+def human(cache, tmp_path_factory):
+    """The demo human raw and log2 files copied aside (indexes are written beside them)."""
+    d = tmp_path_factory.mktemp("h5ad")
+    raw = shutil.copy(cache.get_file_path(DIR, f"{HUMAN}/raw"), d / "human-raw.h5ad")
+    log2 = shutil.copy(cache.get_file_path(DIR, f"{HUMAN}/log2"), d / "human-log2.h5ad")
+    cells = cache.cell_table(DIR)
+    return {"raw": d / "human-raw.h5ad", "log2": d / "human-log2.h5ad", "cells": cells, "raw_path": raw, "log2_path": log2}
+
+
+def _groups_in_memory(adata: ad.AnnData, cells: pd.DataFrame, by):
+    a = adata.copy()
+    a.obs = a.obs.join(cells[by], how="left")
+    return a
+
+
+@pytest.mark.parametrize("chunk_nnz", [10_000, 10**9])
+def test_aggregate_equals_in_memory_pseudobulk(human, chunk_nnz):
+    by = ["Group", "donor_label"]
+    got = stream.aggregate(human["raw"], human["cells"], by, chunk_nnz=chunk_nnz, progress=False)
+    mem = ad.read_h5ad(human["raw"])
+    ref = de.aggregate_counts(_groups_in_memory(mem, human["cells"], by), by)
+    assert list(got.obs_names) == list(ref.obs_names) and (got.obs["n_cells"] == ref.obs["n_cells"]).all()
+    np.testing.assert_array_equal(got.X, ref.X)
+    np.testing.assert_array_equal(got.layers["n_expressing"], ref.layers["n_expressing"])
+    # sums of squares, means and variances against dense numpy per group
+    X = mem.X.toarray().astype(np.float64)
+    keys = human["cells"].reindex(mem.obs_names)[by].astype(str).agg("|".join, axis=1)
+    for k, name in enumerate(got.obs_names[:5]):
+        rows = (keys == name).to_numpy()
+        np.testing.assert_allclose(got.layers["sum_sq"][k], (X[rows] ** 2).sum(0))
+        np.testing.assert_allclose(got.layers["mean"][k], X[rows].mean(0))
+        if rows.sum() > 1:
+            np.testing.assert_allclose(got.layers["variance"][k], X[rows].var(0, ddof=1), atol=1e-9)
+    assert got.uns["cells_left_out"] == int(human["cells"].reindex(mem.obs_names)[by].isna().any(axis=1).sum())
+
+
+def test_aggregate_log2cpm_on_the_fly_equals_the_released_log2_file(human):
+    by = ["Subclass"]
+    from_raw = stream.aggregate(human["raw"], human["cells"], by, normalize="log2cpm", chunk_nnz=50_000, progress=False)
+    from_log2 = stream.aggregate(human["log2"], human["cells"], by, progress=False)
+    np.testing.assert_allclose(from_raw.X, from_log2.X, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(from_raw.layers["n_expressing"], from_log2.layers["n_expressing"])
+
+
+def test_aggregate_bad_input_names_it(human, tmp_path):
+    with pytest.raises(HmbaToolkitError, match="no column"):
+        stream.aggregate(human["raw"], human["cells"], ["NoSuchColumn"], progress=False)
+    with pytest.raises(HmbaToolkitError, match="normalize"):
+        stream.aggregate(human["raw"], human["cells"], ["Group"], normalize="cpm", progress=False)
+    with pytest.raises(DataFormatError, match="no such h5ad"):
+        stream.aggregate(tmp_path / "missing.h5ad", human["cells"], ["Group"], progress=False)
+    dense = tmp_path / "dense.h5ad"
+    ad.AnnData(np.ones((3, 2), dtype=np.float32)).write_h5ad(dense)
+    with pytest.raises(DataFormatError, match="dense.h5ad.*csr_matrix"):
+        stream.aggregate(dense, pd.DataFrame({"g": ["a"] * 3}, index=["0", "1", "2"]), ["g"], progress=False)
+    with pytest.raises(HmbaToolkitError, match="chunk_nnz"):
+        stream.aggregate(human["raw"], human["cells"], ["Group"], chunk_nnz=0, progress=False)
+
+
+def test_gene_index_reads_equal_the_stream_and_the_file(human):
+    genes = ["DRD1", "DRD2", "PPP1R1B", "GAD1"]
+    streamed = read_genes(human["raw"], genes, gene_column="gene_symbol", index=False, progress=False)
+    assert streamed.attrs["source"] == "stream"
+    mem = ad.read_h5ad(human["raw"])
+    sym = mem.var["gene_symbol"].astype(str)
+    expect = mem[:, sym.isin(genes)].to_df()
+    expect.columns = sym[sym.isin(genes)]
+    pd.testing.assert_frame_equal(streamed, expect[genes].astype(np.float32), check_names=False)
+    idx = stream.build_gene_index(human["raw"], memory_gb=0.0005, chunk_nnz=20_000, progress=False)  # many buckets
+    meta = json.loads((idx / "meta.json").read_text())
+    assert meta["value_dtype"] == "uint16" and meta["nnz"] == mem.X.nnz
+    fast = read_genes(human["raw"], genes, gene_column="gene_symbol", progress=False)
+    assert fast.attrs["source"] == "gene_index"
+    pd.testing.assert_frame_equal(fast, streamed)
+    # the whole index is the transpose of the file
+    gi = stream.GeneIndex.open(idx)
+    csc = sp.csc_matrix((np.asarray(gi.values, dtype=np.float32), np.asarray(gi.cells), gi.gene_ptr), shape=mem.shape)
+    assert (csc != mem.X.astype(np.float32)).nnz == 0
+    np.testing.assert_allclose(gi.cell_totals, np.asarray(mem.X.sum(axis=1)).ravel())
+    # log2 CPM through the index equals the released log2 file
+    log2 = read_genes(human["log2"], genes, gene_column="gene_symbol", index=False, progress=False)
+    np.testing.assert_allclose(read_genes(human["raw"], genes, gene_column="gene_symbol", normalize="log2cpm", progress=False),
+                               log2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(read_genes(human["raw"], genes, gene_column="gene_symbol", normalize="log2cpm", index=False,
+                                          progress=False), log2, rtol=1e-5, atol=1e-5)
+    assert stream.build_gene_index(human["raw"], progress=False) == idx  # up to date: not rebuilt
+
+
+def test_gene_index_detects_a_changed_source(human, tmp_path):
+    src = tmp_path / "x-raw.h5ad"
+    shutil.copy(human["raw"], src)
+    stream.build_gene_index(src, progress=False)
+    os.utime(src, ns=(1, 1))  # touched, same bytes: md5 says the index still holds
+    assert read_genes(src, ["DRD1"], gene_column="gene_symbol", progress=False).attrs["source"] == "gene_index"
+    a = ad.read_h5ad(src)
+    a.X = a.X * 2
+    a.write_h5ad(src, compression="gzip")
+    with pytest.warns(UserWarning, match="another version"):
+        got = read_genes(src, ["DRD1"], gene_column="gene_symbol", progress=False)
+    assert got.attrs["source"] == "stream"
+    with pytest.raises(DataFormatError, match="another version"):
+        read_genes(src, ["DRD1"], gene_column="gene_symbol", index=True, progress=False)
+    with pytest.raises(DataFormatError, match="genes not found"):
+        read_genes(src, ["NOPE"], gene_column="gene_symbol", progress=False)
+    rebuilt = stream.build_gene_index(src, progress=False)
+    assert read_genes(src, ["DRD1"], gene_column="gene_symbol", progress=False).attrs["source"] == "gene_index"
+    assert not rebuilt.with_name(rebuilt.name + ".partial").exists()
+
+
+def test_aggregate_on_a_two_worker_dask_cluster_equals_one_process(human):
+    import distributed  # in the locked environment (the "scale" extra)
+
+    by = ["Group", "donor_label"]
+    one = stream.aggregate(human["raw"], human["cells"], by, chunk_nnz=20_000, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        two = stream.aggregate(human["raw"], human["cells"], by, chunk_nnz=20_000, client=client, n_tasks=5)
+        assert len(client.scheduler_info()["workers"]) == 2
+    np.testing.assert_allclose(two.X, one.X)
+    np.testing.assert_array_equal(two.layers["n_expressing"], one.layers["n_expressing"])
+    np.testing.assert_allclose(two.layers["sum_sq"], one.layers["sum_sq"])
