@@ -30,6 +30,8 @@ coexpression
     regions and its distance dependence.
 spatial
     Region polygons of the spatial slabs and cell-to-region assignment.
+cross_species
+    Group-level comparison of human, macaque and marmoset profiles on the aligned genes.
 stream
     Out-of-core kernels for the multi-GB h5ad matrices: one-pass group aggregation (also on
     Dask), a gene-major index for fast gene queries.
@@ -40,8 +42,8 @@ errors
     The exceptions raised on bad input.
 """
 
-from . import ahba, autocorrelation, coexpression, datasets, de, errors, gsea, io, mouse, normalize, nulls, pl, spatial, stream, variograms, weights
+from . import ahba, autocorrelation, coexpression, cross_species, datasets, de, errors, gsea, io, mouse, normalize, nulls, pl, spatial, stream, variograms, weights
 from ._session import session_info
 
 __version__ = "0.1.0"
-__all__ = ["ahba", "autocorrelation", "coexpression", "datasets", "de", "errors", "gsea", "io", "mouse", "normalize", "nulls", "pl", "session_info", "spatial", "stream", "variograms", "weights", "__version__"]
+__all__ = ["ahba", "autocorrelation", "coexpression", "cross_species", "datasets", "de", "errors", "gsea", "io", "mouse", "normalize", "nulls", "pl", "session_info", "spatial", "stream", "variograms", "weights", "__version__"]

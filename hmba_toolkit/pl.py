@@ -16,7 +16,7 @@ import pandas as pd
 from .errors import HmbaToolkitError
 
 __all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot", "variogram_fit", "cge_distance",
-           "ish_slices", "structure_heatmap"]
+           "ish_slices", "structure_heatmap", "group_correlation"]
 
 
 def _one_group(de: pd.DataFrame, group: str | None) -> pd.DataFrame:
@@ -277,4 +277,52 @@ def structure_heatmap(
     ax.set_xlabel("gene")
     ax.set_title("Expression by structure (ontology order)")
     plt.colorbar(im, ax=ax, label=label, shrink=0.8)
+    return ax
+
+
+def group_correlation(
+    correlation: pd.DataFrame,
+    *,
+    order: Sequence[str] | None = None,
+    colors: dict[str, str] | None = None,
+    labels: tuple[str, str] = ("reference", "query"),
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Heat map of Group x Group profile correlations between two species, taxonomy colours beside it.
+
+    Parameters
+    ----------
+    correlation
+        From :func:`hmba_toolkit.cross_species.profile_correlation`.
+    order
+        Group order for rows and columns (e.g. the taxonomy's ``Group_order``); default sorted names.
+    colors
+        Group -> hex colour (the taxonomy's ``Group_color``), drawn as a strip beside the rows.
+    labels
+        Species names for the axes.
+
+    Examples
+    --------
+    >>> pl.group_correlation(r, order=taxonomy_order, colors=group_colors, labels=("Human", "Macaque"))  # doctest: +SKIP
+    """
+    order = list(order) if order is not None else sorted(set(correlation.index) | set(correlation.columns))
+    rows = [g for g in order if g in correlation.index]
+    cols = [g for g in order if g in correlation.columns]
+    data = correlation.loc[rows, cols]
+    ax = ax or plt.subplots(figsize=(7, 6))[1]
+    lim = float(np.nanmax(np.abs(data.to_numpy()))) if data.size else 1.0
+    im = ax.imshow(data.to_numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest", aspect="auto")
+    small = 6 if len(rows) > 30 else 8
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=small)
+    ax.set_yticks(range(len(rows)), [])
+    strip = ax.inset_axes([-0.04, 0, 0.03, 1])
+    palette = [colors.get(g, "#cccccc") if colors else "#cccccc" for g in rows]
+    strip.imshow(np.arange(len(rows))[:, None], cmap=plt.matplotlib.colors.ListedColormap(palette), aspect="auto",
+                 interpolation="nearest")
+    strip.set_xticks([])
+    strip.set_yticks(range(len(rows)), rows, fontsize=small)
+    ax.set_xlabel(f"{labels[1]} Group")
+    strip.set_ylabel(f"{labels[0]} Group")
+    ax.set_title(f"Centred profile correlation, {labels[0]} vs {labels[1]}")
+    plt.colorbar(im, ax=ax, label="Pearson r (centred log2 CPM)", shrink=0.8)
     return ax
