@@ -13,7 +13,7 @@ export OMP_NUM_THREADS := 1
 export NUMBA_NUM_THREADS := 1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: demo test env data clean lock regenerate bench bench-env
+.PHONY: demo test env data clean lock regenerate bench bench-env profile docs
 
 env: $(STAMP)
 
@@ -61,6 +61,17 @@ bench: bench-env
 
 clean:
 	rm -rf build $(VENV)
+
+# Run the series with a parameter profile: make profile PROFILE=publication (notebooks/params/<name>.yaml)
+profile: data
+	@test -n "$(PROFILE)" || { echo "usage: make profile PROFILE=<name of notebooks/params/*.yaml>"; exit 2; }
+	mkdir -p build/profile-$(PROFILE)
+	set -e; for nb in $(NOTEBOOKS); do \
+	  name=$$(basename $$nb); \
+	  $(BIN)/python -m hmba_toolkit._notebook_tools params notebooks/params/$(PROFILE).yaml $$nb > build/profile-$(PROFILE)/$${name%.ipynb}.yaml; \
+	  $(BIN)/papermill $$nb build/profile-$(PROFILE)/$$name -f build/profile-$(PROFILE)/$${name%.ipynb}.yaml \
+	    --cwd notebooks -k python3 --no-progress-bar; \
+	done
 
 # Regenerate the committed outputs in the locked environment (then review and commit).
 regenerate: data
