@@ -39,6 +39,14 @@ demo: data
 test: data
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(MAKE) docs
+
+# The documentation: committed notebooks rendered by myst-nb (no execution), API from the docstrings.
+# -W: any warning fails the build.
+docs: $(STAMP)
+	rm -rf build/docs
+	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs build/docs
+	@echo "documentation in build/docs/index.html"
 
 lock:
 	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
@@ -58,6 +66,7 @@ bench: bench-env
 	OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=2 $(BIN)/python bench/bench_wilcoxon.py 50000 2000
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_aggregate.py 200000 5000 60
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_unionize.py 1000
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_stream.py 200000 20000 1500
 
 clean:
 	rm -rf build $(VENV)

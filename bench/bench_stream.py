@@ -26,7 +26,6 @@ within 1.5x the bare decompression; peak memory under 2 GB.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -100,7 +99,9 @@ def method(name: str, path: Path) -> dict:
     else:
         raise SystemExit(f"unknown method {name}")
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    # VmHWM of this process (ru_maxrss would carry the parent's peak over fork + exec)
+    status = Path("/proc/self/status").read_text()
+    peak = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1e6
     return {"method": name, "seconds": seconds, "peak_gb": peak, **extra}
 
 

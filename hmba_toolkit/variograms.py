@@ -2,7 +2,7 @@
 
 The semivariogram of a map ``x`` at separation ``h`` is half the mean squared difference of
 the values of pairs of locations about ``h`` apart. Burt et al. (2020) smooth it with a
-Gaussian kernel over the pair distances ``u_p``:
+Gaussian kernel over the pair distances ``u_p``::
 
     gamma(h) = sum_p w_p(h) (x_i - x_j)^2 / 2 / sum_p w_p(h),
     w_p(h) = exp(-(2.68 |u_p - h| / b)^2 / 2),

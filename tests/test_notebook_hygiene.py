@@ -27,6 +27,12 @@ def test_notebook_anatomy(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     tags = [c.metadata.get("tags", []) for c in code]
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    intro = nb.cells[0].source
+    for part in ("**Overview.**", "**Learning objectives**", "**Prerequisites:**", "**Runtime:**", "**memory:**", "References"):
+        assert part in intro, f"the first cell lacks {part!r}"
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "## Summary and next steps" in markdown
+    assert nb.cells[-1].cell_type == "code" and "session_info()" in nb.cells[-1].source, "end with the session info"
     assert sum("parameters" in t for t in tags) == 1 and "parameters" in tags[1]
     assert not any("injected-parameters" in t for t in tags)
     assert sum("nbval-check-output" in t for t in tags) >= 3
@@ -69,3 +75,15 @@ def test_figures_are_rendered(path):
         if "plt.show()" in cell.source:
             kinds = {k for o in cell.outputs for k in o.get("data", {})}
             assert "image/png" in kinds, f"code cell {i} calls plt.show() but has no image output"
+
+
+def test_binder_badge_and_postbuild():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    badge = re.search(r"mybinder\.org/v2/gh/[^)\s]+\?labpath=([^)\s]+)", readme)
+    assert badge, "README lacks the Binder launch badge"
+    assert badge.group(1).replace("%2F", "/") == f"notebooks/{NOTEBOOKS[0].name}", "the badge opens the first notebook"
+    post = (root / "binder" / "postBuild").read_text()
+    assert "pip install" in post and "-e ." in post and "hmba_toolkit.datasets" in post
+    runtime = (root / "binder" / "runtime.txt").read_text().strip()
+    assert re.fullmatch(r"python-3\.\d+", runtime)

@@ -1,5 +1,6 @@
 """Out-of-core kernels for the multi-GB Allen h5ad matrices.
 
+- :func:`describe`: size, layout and compression of a file, from its headers.
 - :func:`aggregate`: per-group sums, sums of squares and expressing cells (pseudobulk counts,
   means, variances, fractions) in one streaming pass, memory bounded by ``chunk_nnz``; on a Dask
   cluster with ``client=``.
@@ -7,7 +8,8 @@
   genes across all cells take milliseconds instead of a full inflate of the file.
 """
 
+from ._blocks import describe
 from .aggregate import NORMALIZATIONS, aggregate
 from .gene_index import GeneIndex, build_gene_index, default_index_path, read_genes
 
-__all__ = ["NORMALIZATIONS", "GeneIndex", "aggregate", "build_gene_index", "default_index_path", "read_genes"]
+__all__ = ["NORMALIZATIONS", "GeneIndex", "aggregate", "describe", "build_gene_index", "default_index_path", "read_genes"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numba
 import numpy as np
+import pandas as pd
 from anndata.io import read_elem
 
 from ..errors import DataFormatError, HmbaToolkitError
@@ -62,6 +63,14 @@ def read_obs_var(path: Path):
         return read_elem(f["obs"]), read_elem(f["var"])
 
 
+def read_obs_names(path: Path) -> pd.Index:
+    """Only the ``obs`` index (cell labels) of an h5ad: what a gene query needs from ``obs``."""
+    with h5py.File(path, "r") as f:
+        obs = f["obs"]
+        name = obs.attrs.get("_index", "_index")
+        return pd.Index(read_elem(obs[name]), name=None if name == "_index" else name)
+
+
 def row_blocks(indptr: np.ndarray, chunk_nnz: int, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
     """Split rows [start, stop) into consecutive ranges holding at most ``chunk_nnz`` values each.
 
@@ -89,7 +98,7 @@ def iter_blocks(csr: CsrFile, blocks) -> Iterator[tuple[int, int, np.ndarray, np
             yield a, b, data_ds[lo:hi], idx_ds[lo:hi].astype(np.int64, copy=False), csr.indptr[a:b + 1] - lo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def row_scale_log2cpm(data: np.ndarray, ptr: np.ndarray) -> np.ndarray:
     """Per-row factor 1e6 / total counts (0 for empty rows): log2 CPM is log2(x * factor + 1)."""
     n = ptr.size - 1
@@ -101,3 +110,40 @@ def row_scale_log2cpm(data: np.ndarray, ptr: np.ndarray) -> np.ndarray:
         if s > 0:
             out[r] = 1e6 / s
     return out
+
+
+def describe(path: str | os.PathLike, layer: str | None = None) -> pd.Series:
+    """What a streaming pass over an h5ad will cost, read from its headers in a second.
+
+    Returns
+    -------
+    pandas.Series
+        ``n_obs, n_var, nnz, density, data_dtype, index_dtype, chunk_values, compression,
+        file_gb, uncompressed_gb`` (data + indices), ``bytes_per_value`` (on disk).
+
+    Examples
+    --------
+    >>> from hmba_toolkit.io import AbcCache
+    >>> p = AbcCache.from_demo().get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
+    >>> describe(p)["compression"]
+    'gzip'
+
+    References
+    ----------
+    Allen Institute ``cell_type_mapper`` ``amalgamate_csr_to_x`` (gzip level 4, 20,000-value chunks).
+    """
+    csr = open_csr(path, layer)
+    with h5py.File(csr.path, "r") as f:
+        g = f[csr.key]
+        data, idx = g["data"], g["indices"]
+        uncompressed = csr.nnz * (data.dtype.itemsize + idx.dtype.itemsize)
+        info = {
+            "n_obs": csr.n_obs, "n_var": csr.n_var, "nnz": csr.nnz,
+            "density": csr.nnz / max(1, csr.n_obs * csr.n_var),
+            "data_dtype": str(data.dtype), "index_dtype": str(idx.dtype),
+            "chunk_values": int(data.chunks[0]) if data.chunks else 0,
+            "compression": str(data.compression) if data.compression else "none",
+            "file_gb": csr.path.stat().st_size / 1e9, "uncompressed_gb": uncompressed / 1e9,
+            "bytes_per_value": csr.path.stat().st_size / max(1, csr.nnz),
+        }
+    return pd.Series(info, name=csr.path.name, dtype=object)

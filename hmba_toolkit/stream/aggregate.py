@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anndata as ad
@@ -35,7 +36,7 @@ __all__ = ["aggregate", "NORMALIZATIONS"]
 NORMALIZATIONS = (None, "log2cpm")
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _accumulate(data, indices, ptr, codes, scale, use_scale, sums, sumsq, nexpr):
     for r in range(ptr.size - 1):
         g = codes[r]
@@ -58,12 +59,23 @@ def _run_blocks(path, key_layer, blocks, codes_by_block, n_groups, n_var, normal
     sumsq = np.zeros((n_groups, n_var))
     nexpr = np.zeros((n_groups, n_var), dtype=np.int64)
     bar = tqdm(total=progress_total, unit="value", unit_scale=True, desc=desc, disable=progress_total is None, leave=False)
-    with bar:
+    use = normalize == "log2cpm"
+
+    def work(data, indices, ptr, codes):
+        scale = row_scale_log2cpm(data, ptr) if use else np.zeros(0)
+        _accumulate(data, indices, ptr, codes, scale, use, sums, sumsq, nexpr)
+        bar.update(int(ptr[-1]))
+
+    # h5py inflates the next block (holding the GIL) while the GIL-free kernel adds up this one:
+    # the pass costs about max(inflate, compute) instead of their sum
+    with bar, ThreadPoolExecutor(1) as pool:
+        pending = None
         for (a, b, data, indices, ptr), codes in zip(iter_blocks(csr, blocks), codes_by_block):
-            use = normalize == "log2cpm"
-            scale = row_scale_log2cpm(data, ptr) if use else np.zeros(0)
-            _accumulate(data, indices, ptr, codes, scale, use, sums, sumsq, nexpr)
-            bar.update(int(ptr[-1]))
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(work, data, indices, ptr, codes)
+        if pending is not None:
+            pending.result()
     return sums, sumsq, nexpr
 
 

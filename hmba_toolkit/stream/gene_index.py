@@ -28,13 +28,15 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from .._files import md5sum
 from ..errors import DataFormatError, HmbaToolkitError
-from ._blocks import iter_blocks, open_csr, read_obs_var, row_blocks
+from ..io.h5ad import read_h5ad_var
+from ._blocks import iter_blocks, open_csr, read_obs_names, row_blocks
 
 __all__ = ["build_gene_index", "GeneIndex", "default_index_path", "read_genes"]
 
@@ -47,6 +49,46 @@ def default_index_path(path: str | os.PathLike, layer: str | None = None) -> Pat
     path = Path(path)
     suffix = ".gene_index" if layer is None else f".{layer}.gene_index"
     return path.with_name(path.name + suffix)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bucket_block(indices, data, ptr, first_row, per, n_buckets, cells_out, genes_out, values_out, totals):
+    """Counting sort of one block's values by gene bucket (stable: rows stay in order); row totals too."""
+    counts = np.zeros(n_buckets + 1, dtype=np.int64)
+    for k in range(indices.size):
+        counts[indices[k] // per + 1] += 1
+    for b in range(n_buckets):
+        counts[b + 1] += counts[b]
+    pos = counts[:-1].copy()
+    for r in range(ptr.size - 1):
+        s = 0.0
+        for k in range(ptr[r], ptr[r + 1]):
+            j = indices[k]
+            b = j // per
+            p = pos[b]
+            cells_out[p] = first_row + r
+            genes_out[p] = j
+            values_out[p] = data[k]
+            pos[b] = p + 1
+            s += data[k]
+        totals[r] = s
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _order_bucket(genes, cells, values, first_gene, n_genes, cells_out, values_out):
+    """Stable counting sort of one bucket by gene: each gene's cells stay in row order."""
+    counts = np.zeros(n_genes + 1, dtype=np.int64)
+    for k in range(genes.size):
+        counts[genes[k] - first_gene + 1] += 1
+    for g in range(n_genes):
+        counts[g + 1] += counts[g]
+    for k in range(genes.size):
+        g = genes[k] - first_gene
+        p = counts[g]
+        cells_out[p] = cells[k]
+        values_out[p] = values[k]
+        counts[g] = p + 1
 
 
 def _row_sums(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:
@@ -175,24 +217,23 @@ def build_gene_index(
         bar = tqdm(total=csr.nnz, unit="value", unit_scale=True, desc=f"indexing {path.name}", disable=not progress, leave=False)
         with bar:
             for a, b, data, indices, ptr in iter_blocks(csr, row_blocks(csr.indptr, chunk_nnz)):
-                rows = np.repeat(np.arange(a, b, dtype=np.uint32), np.diff(ptr))
-                vals = data.astype(np.float32, copy=False)
+                n = indices.size
+                cells_b, genes_b, vals_b = np.empty(n, np.uint32), np.empty(n, np.uint32), np.empty(n, np.float32)
+                row_tot = np.zeros(b - a)
+                edges = _bucket_block(indices, data, ptr, a, per, n_buckets, cells_b, genes_b, vals_b, row_tot)
+                totals[a:b] = row_tot
                 counts += np.bincount(indices, minlength=csr.n_var)
-                totals[a:b] = _row_sums(vals, ptr)
-                if vals.size:
-                    integer = integer and bool(np.all(vals == np.round(vals)))
-                    vmax = max(vmax, float(vals.max()))
-                    vmin = min(vmin, float(vals.min()))
-                bucket = indices // per
-                order = np.argsort(bucket, kind="stable")
-                edges = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
+                if n:
+                    integer = integer and bool(np.all(vals_b == np.round(vals_b)))
+                    vmax = max(vmax, float(vals_b.max()))
+                    vmin = min(vmin, float(vals_b.min()))
                 for k in range(n_buckets):
-                    sel = order[edges[k]:edges[k + 1]]
-                    if sel.size:
+                    lo, hi = int(edges[k]), int(edges[k + 1])
+                    if hi > lo:
                         h = handles[k]
-                        rows[sel].tofile(h[0])
-                        indices[sel].astype(np.uint32).tofile(h[1])
-                        vals[sel].tofile(h[2])
+                        cells_b[lo:hi].tofile(h[0])
+                        genes_b[lo:hi].tofile(h[1])
+                        vals_b[lo:hi].tofile(h[2])
                 bar.update(int(ptr[-1]))
         for h in handles:
             for fh in h:
@@ -201,21 +242,23 @@ def build_gene_index(
         gene_ptr = np.concatenate([[0], np.cumsum(counts)])
         np.save(partial / "gene_ptr.npy", gene_ptr)
         np.save(partial / "cell_totals.npy", totals)
-        cells_out = np.lib.format.open_memmap(partial / "cells.npy", mode="w+", dtype=np.uint32, shape=(csr.nnz,))
-        values_out = np.lib.format.open_memmap(partial / "values.npy", mode="w+", dtype=value_dtype, shape=(csr.nnz,))
-        for k in range(n_buckets):
-            g = np.fromfile(partial / "buckets" / f"{k}.gene", dtype=np.uint32)
-            if not g.size:
-                continue
-            c = np.fromfile(partial / "buckets" / f"{k}.cell", dtype=np.uint32)
-            v = np.fromfile(partial / "buckets" / f"{k}.value", dtype=np.float32)
-            order = np.argsort(g, kind="stable")  # rows arrived in order: stable keeps them sorted per gene
-            lo, hi = int(gene_ptr[k * per]), int(gene_ptr[min((k + 1) * per, csr.n_var)])
-            cells_out[lo:hi] = c[order]
-            values_out[lo:hi] = v[order].astype(value_dtype)
-        cells_out.flush()
-        values_out.flush()
-        del cells_out, values_out
+        # buckets are gene ranges in order, so the final arrays are written front to back, sequentially
+        with open(partial / "cells.npy", "wb") as cells_fh, open(partial / "values.npy", "wb") as values_fh:
+            for fh, dtype in ((cells_fh, np.uint32), (values_fh, value_dtype)):
+                np.lib.format.write_array_header_2_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                          "fortran_order": False, "shape": (csr.nnz,)})
+            for k in range(n_buckets):
+                g = np.fromfile(partial / "buckets" / f"{k}.gene", dtype=np.uint32)
+                if not g.size:
+                    continue
+                c = np.fromfile(partial / "buckets" / f"{k}.cell", dtype=np.uint32)
+                v = np.fromfile(partial / "buckets" / f"{k}.value", dtype=np.float32)
+                first = k * per
+                c_sorted, v_sorted = np.empty_like(c), np.empty_like(v)
+                _order_bucket(g, c, v, first, min(per, csr.n_var - first), c_sorted, v_sorted)
+                c_sorted.tofile(cells_fh)
+                v_sorted.astype(value_dtype).tofile(values_fh)
+                del g, c, v, c_sorted, v_sorted
         shutil.rmtree(partial / "buckets")
         meta = {"format": INDEX_FORMAT, "version": _VERSION, "source": path.name, "source_size": source["size"],
                 "source_mtime_ns": source["mtime_ns"], "source_md5": source["md5"], "layer": layer,
@@ -298,8 +341,8 @@ def read_genes(
         raise HmbaToolkitError("genes must be a list, not one string")
     path = Path(path)
     csr = open_csr(path, layer)
-    obs, var = read_obs_var(path)
-    cols = _gene_positions(var, list(genes), gene_column, path)
+    obs_names = read_obs_names(path)
+    cols = _gene_positions(read_h5ad_var(path), list(genes), gene_column, path)
     out = np.zeros((csr.n_obs, len(cols)), dtype=np.float32)
     gi = _usable_index(path, layer, index)
     if gi is not None:
@@ -327,7 +370,7 @@ def read_genes(
                     out[a + rows, col_map[indices[hit]]] = v
                 bar.update(int(ptr[-1]))
         source = "stream"
-    df = pd.DataFrame(out, index=obs.index, columns=pd.Index(list(genes)))
+    df = pd.DataFrame(out, index=obs_names, columns=pd.Index(list(genes)))
     df.attrs["source"] = source
     return df
 
