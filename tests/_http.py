@@ -20,6 +20,9 @@ class BucketServer:
         self.root = Path(root)
         self.cut_after: dict[str, int] = {}  # relative path -> bytes to send before dropping (once)
         self.corrupt: set[str] = set()  # relative paths served with one byte flipped
+        self.stall: dict[str, float] = {}  # relative path -> seconds to wait before answering (every time)
+        self.stall_after: dict[str, tuple[int, float]] = {}  # relative path -> (bytes sent, then seconds of silence)
+        self.delay: float = 0.0  # seconds before every file answer (to make transfers overlap)
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
 
@@ -39,6 +42,12 @@ class BucketServer:
                 path = (server.root / rel).resolve()
                 if not path.is_file() or not path.is_relative_to(server.root.resolve()):
                     return self._send(404, b"<Error><Code>NoSuchKey</Code></Error>")
+                import time
+
+                if server.delay:
+                    time.sleep(server.delay)
+                if rel in server.stall:
+                    time.sleep(server.stall[rel])
                 body = path.read_bytes()
                 if rel in server.corrupt:
                     body = bytes([body[0] ^ 0xFF]) + body[1:]
@@ -62,6 +71,13 @@ class BucketServer:
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                pause = server.stall_after.get(rel)
+                if pause is not None and pause[0] < len(payload):
+                    self.wfile.write(payload[:pause[0]])
+                    self.wfile.flush()
+                    time.sleep(pause[1])
+                    self.close_connection = True
                     return
                 self.wfile.write(payload)
 

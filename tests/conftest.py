@@ -13,6 +13,9 @@ from hmba_toolkit.datasets import fetch_demo  # noqa: E402
 
 import os  # noqa: E402
 
+# The loopback test servers speak plain http: allow it explicitly (the toolkit refuses http by default).
+os.environ["HMBA_TOOLKIT_ALLOW_HTTP"] = "1"
+
 # CI clones the repository beside shared/; HMBA_TOOLKIT_FIXTURES points elsewhere if needed
 FIXTURES = Path(os.environ.get("HMBA_TOOLKIT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 

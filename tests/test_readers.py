@@ -65,7 +65,7 @@ def test_brainspan_reader_and_planted_trajectories():
 def test_rma_urls_and_paged_query(bucket, tmp_path, monkeypatch):
     url = rma.section_data_sets_query("Pdyn")
     assert "genes[acronym$eq'Pdyn']" in url and "plane_of_section[name$eq'coronal']" in url
-    assert rma.grid_download_url(71717084) == "http://api.brain-map.org/grid_data/download/71717084?include=energy"
+    assert rma.grid_download_url(71717084) == "https://api.brain-map.org/grid_data/download/71717084?include=energy"
     with pytest.raises(Exception, match="volumes"):
         rma.grid_download_url(1, volumes=("bogus",))
     # a two-page answer served locally

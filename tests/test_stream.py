@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -20,9 +21,21 @@ DIR = "HMBA-10xMultiome-BG"
 HUMAN = "HMBA-10xMultiome-BG-Human"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def index_dir(tmp_path_factory):
+    """Gene indexes of this module go to a temporary folder, not the user's data home."""
+    old = os.environ.get(stream.gene_index.INDEX_DIR_ENV)
+    os.environ[stream.gene_index.INDEX_DIR_ENV] = str(tmp_path_factory.mktemp("indexes"))
+    yield
+    if old is None:
+        del os.environ[stream.gene_index.INDEX_DIR_ENV]
+    else:
+        os.environ[stream.gene_index.INDEX_DIR_ENV] = old
+
+
 @pytest.fixture(scope="module")
 def human(cache, tmp_path_factory):
-    """The demo human raw and log2 files copied aside (indexes are written beside them)."""
+    """The demo human raw and log2 files copied aside."""
     d = tmp_path_factory.mktemp("h5ad")
     raw = shutil.copy(cache.get_file_path(DIR, f"{HUMAN}/raw"), d / "human-raw.h5ad")
     log2 = shutil.copy(cache.get_file_path(DIR, f"{HUMAN}/log2"), d / "human-log2.h5ad")
@@ -107,6 +120,7 @@ def test_gene_index_reads_equal_the_stream_and_the_file(human):
     np.testing.assert_allclose(read_genes(human["raw"], genes, gene_column="gene_symbol", normalize="log2cpm", index=False,
                                           progress=False), log2, rtol=1e-5, atol=1e-5)
     assert stream.build_gene_index(human["raw"], progress=False) == idx  # up to date: not rebuilt
+    assert idx.parent == Path(os.environ[stream.gene_index.INDEX_DIR_ENV]) and not list(human["raw"].parent.glob("*index*"))
 
 
 def test_gene_index_detects_a_changed_source(human, tmp_path):

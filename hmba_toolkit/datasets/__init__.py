@@ -15,15 +15,15 @@ under a file lock so parallel processes do not race.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+
+from .._files import file_lock
 
 __all__ = [
     "fetch_demo", "fetch_demo_ahba", "fetch_demo_brainspan", "fetch_demo_mouse_ish",
@@ -61,17 +61,6 @@ def _source_fingerprint(*modules: str) -> str:
     return digest.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _materialize(name: str, modules: tuple[str, ...], build: Callable[[Path], None]) -> Path:
     """Return ``data_home()/demo-v<N>/<name>``, building it atomically when missing or stale."""
     top = data_home() / f"demo-v{DEMO_VERSION}"
@@ -80,7 +69,7 @@ def _materialize(name: str, modules: tuple[str, ...], build: Callable[[Path], No
     fingerprint = _source_fingerprint(*modules)
     if stamp.exists() and stamp.read_text() == fingerprint:
         return final
-    with _locked(top / f".{name}.lock"):
+    with file_lock(top / f".{name}.lock"):
         if stamp.exists() and stamp.read_text() == fingerprint:
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=top))

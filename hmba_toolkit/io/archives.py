@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._files import file_lock
 from ..errors import DataFormatError, HmbaToolkitError
 from .download import download_file
 
@@ -100,6 +101,12 @@ def unpack_zip(archive: str | os.PathLike, folder: str | os.PathLike, required: 
 
 
 def _fetch_archive(url: str, folder: Path, required, *, max_attempts, backoff, progress, keep_zip) -> Path:
+    with file_lock(folder.with_name(f".{folder.name}.lock")):  # one process fetches; the others wait and reuse
+        return _fetch_archive_locked(url, folder, required, max_attempts=max_attempts, backoff=backoff,
+                                     progress=progress, keep_zip=keep_zip)
+
+
+def _fetch_archive_locked(url: str, folder: Path, required, *, max_attempts, backoff, progress, keep_zip) -> Path:
     if (folder / _MARKER).is_file() and all((folder / r).is_file() for r in required):
         return folder
     archive = folder.with_name(f"{folder.name}.zip")

@@ -10,18 +10,42 @@ nothing half-written ever appears under a final name.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from tqdm import tqdm
 
-from .._files import md5sum
+from .._files import file_lock, md5sum
 from ..errors import DownloadError, IntegrityError, OfflineError
 
-__all__ = ["download_file", "fetch_bytes", "list_bucket_prefixes", "partial_path"]
+__all__ = ["download_file", "fetch_bytes", "list_bucket_prefixes", "partial_path", "check_url", "ALLOW_HTTP_ENV"]
+
+#: Set this environment variable to 1 to allow plain ``http://`` sources (a mirror on your own network, tests).
+ALLOW_HTTP_ENV = "HMBA_TOOLKIT_ALLOW_HTTP"
+
+
+def check_url(url: str) -> str:
+    """Refuse any source but ``https://`` (``http://`` only when ``$HMBA_TOOLKIT_ALLOW_HTTP=1``).
+
+    Examples
+    --------
+    >>> check_url("https://allen-brain-cell-atlas.s3.us-west-2.amazonaws.com/releases/")[:8]
+    'https://'
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https":
+        return url
+    if scheme == "http" and os.environ.get(ALLOW_HTTP_ENV) == "1":
+        return url
+    if scheme == "http":
+        raise DownloadError(f"refusing to fetch {url} over plain http; use https, or set {ALLOW_HTTP_ENV}=1 to allow it "
+                            "(e.g. for a mirror on your own network)")
+    raise DownloadError(f"refusing to fetch {url!r}: only https:// sources are allowed (scheme {scheme or 'none'!r})")
 
 _CHUNK = 1 << 16  # a dropped connection loses at most this much of a transfer
 #: HTTP statuses worth retrying (throttling, server overload, gateway trouble).
@@ -61,6 +85,7 @@ def fetch_bytes(url: str, *, timeout: float = 30.0, session: requests.Session | 
     DownloadError
         On an HTTP error status.
     """
+    check_url(url)
     http = session or requests
     try:
         resp = http.get(url, timeout=timeout)
@@ -147,8 +172,17 @@ def download_file(
     --------
     >>> download_file("https://example.org/x.csv", "x.csv", size=10, md5="...")  # doctest: +SKIP
     """
+    check_url(url)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # one process downloads a given file at a time; the others wait, then find it complete
+    with file_lock(dest.with_name(f".{dest.name}.lock")):
+        if dest.is_file() and (size is None or dest.stat().st_size == size) and (md5 is None or md5sum(dest) == md5):
+            return dest
+        return _download_locked(url, dest, size, md5, progress, max_attempts, timeout, chunk_size, backoff)
+
+
+def _download_locked(url, dest: Path, size, md5, progress, max_attempts, timeout, chunk_size, backoff) -> Path:
     part = partial_path(dest)
     integrity_retries = 1
     last_error: BaseException | None = None
@@ -171,6 +205,13 @@ def download_file(
                 except (_Retryable, *_connection_errors()) as exc:
                     last_error = exc
                     continue
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        part.unlink(missing_ok=True)
+                        need = f"{size / 1e9:.2f} GB" if size else "the file's size"
+                        raise DownloadError(f"no space left on the device while writing {dest}: free {need} there "
+                                            f"and retry; the partial file was removed, nothing was written under {dest.name}") from exc
+                    raise
             if not complete:
                 continue
             got = part.stat().st_size

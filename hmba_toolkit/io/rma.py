@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from .._files import file_lock
 from ..errors import DataFormatError, DownloadError, HmbaToolkitError, IntegrityError
 from .download import download_file, fetch_bytes
 
@@ -28,7 +29,7 @@ __all__ = [
 #: Columns of :func:`list_section_data_sets` (and of the demo ``section_data_sets.csv``).
 SECTION_DATA_SET_COLUMNS = ["id", "gene_acronym", "plane_of_section", "entrez_id"]
 _PLANE_IDS = {1: "coronal", 2: "sagittal"}
-API_URL = "http://api.brain-map.org/"
+API_URL = "https://api.brain-map.org/"
 _PLANES = ("coronal", "sagittal")
 _VOLUMES = ("energy", "density", "intensity")
 _SAFE = ":,[]$='"
@@ -41,7 +42,7 @@ def section_data_sets_query(gene: str | None = None, plane: str | None = "corona
     Examples
     --------
     >>> section_data_sets_query("Pdyn")[:60]
-    'http://api.brain-map.org/api/v2/data/query.json?criteria=mod'
+    'https://api.brain-map.org/api/v2/data/query.json?criteria=mo'
     """
     if plane is not None and plane not in _PLANES:
         raise HmbaToolkitError(f"plane must be one of {_PLANES} or None, not {plane!r}")
@@ -105,7 +106,7 @@ def list_section_data_sets(
     plane
         ``"coronal"``, ``"sagittal"`` or None for both.
     base_url
-        The Allen API (``http://api.brain-map.org/``), or a mirror.
+        The Allen API (``https://api.brain-map.org/``), or a mirror.
     page
         Records per request.
 
@@ -198,7 +199,14 @@ def download_grid(
     final = cache_dir / f"{int(section_data_set_id)}{suffix}.zip"
     if final.is_file():
         return _unpacked(final, volumes) if unpack else final
-    staging = cache_dir / f".{final.name}.download"
+    with file_lock(cache_dir / f".{final.name}.lock"):  # another process may be fetching it right now
+        if not final.is_file():
+            _fetch_grid(section_data_set_id, final, volumes, base_url, max_attempts, backoff, progress, timeout)
+    return _unpacked(final, volumes) if unpack else final
+
+
+def _fetch_grid(section_data_set_id, final: Path, volumes, base_url, max_attempts, backoff, progress, timeout) -> None:
+    staging = final.with_name(f".{final.name}.download")
     url = grid_download_url(section_data_set_id, volumes, base_url)
     try:
         download_file(url, staging, progress=progress, max_attempts=max_attempts, timeout=timeout, backoff=backoff)
@@ -208,7 +216,6 @@ def download_grid(
             staging.unlink()
         raise
     os.replace(staging, final)
-    return _unpacked(final, volumes) if unpack else final
 
 
 def _unpacked(archive: Path, volumes: tuple[str, ...]) -> Path:

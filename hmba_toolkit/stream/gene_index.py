@@ -21,6 +21,7 @@ storage).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,11 +45,33 @@ INDEX_FORMAT = "hmba_toolkit.GeneIndex"
 _VERSION = 1
 
 
+#: Environment variable naming the folder of gene indexes (default ``<data home>/gene_indexes``).
+INDEX_DIR_ENV = "HMBA_TOOLKIT_INDEX_DIR"
+
+
 def default_index_path(path: str | os.PathLike, layer: str | None = None) -> Path:
-    """Where an index of ``path`` lives unless told otherwise: ``<file>.gene_index`` beside it."""
-    path = Path(path)
-    suffix = ".gene_index" if layer is None else f".{layer}.gene_index"
-    return path.with_name(path.name + suffix)
+    """Where the index of ``path`` lives unless told otherwise.
+
+    ``$HMBA_TOOLKIT_INDEX_DIR/<file name>[.<layer>]-<hash of the file's absolute path>``, by default
+    under the toolkit's data home, never inside the download cache (whose folders mirror the
+    release manifest and are checked against it).
+
+    Examples
+    --------
+    >>> default_index_path("/data/HMBA-10xMultiome-BG-Human-raw.h5ad").name
+    'HMBA-10xMultiome-BG-Human-raw.h5ad-78c9301f481b'
+    """
+    path = Path(path).expanduser().absolute()
+    root = os.environ.get(INDEX_DIR_ENV)
+    if root:
+        base = Path(root).expanduser()
+    else:
+        from ..datasets import data_home
+
+        base = data_home() / "gene_indexes"
+    key = hashlib.sha1(str(path).encode("utf-8")).hexdigest()[:12]
+    layer_part = "" if layer is None else f".{layer}"
+    return base / f"{path.name}{layer_part}-{key}"
 
 
 @numba.njit(cache=True, nogil=True)
@@ -107,7 +130,7 @@ class GeneIndex:
 
     Examples
     --------
-    >>> idx = GeneIndex.open("HMBA-10xMultiome-BG-Human-raw.h5ad.gene_index")  # doctest: +SKIP
+    >>> idx = GeneIndex.open(default_index_path("HMBA-10xMultiome-BG-Human-raw.h5ad"))  # doctest: +SKIP
     >>> idx.column(1234)  # (cells, values) of gene 1234  # doctest: +SKIP
     """
 
@@ -163,8 +186,7 @@ def build_gene_index(
     path
         An Allen-style CSR h5ad.
     out
-        The index folder; default ``<file>.gene_index`` beside the file (what :func:`read_genes`
-        looks for).
+        The index folder; default :func:`default_index_path` (what :func:`read_genes` looks for).
     layer
         Index ``layers/<layer>`` instead of ``X``.
     chunk_nnz
@@ -184,8 +206,8 @@ def build_gene_index(
     >>> from hmba_toolkit.io import AbcCache
     >>> p = AbcCache.from_demo().get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
     >>> idx = build_gene_index(p, progress=False)
-    >>> idx.name
-    'HMBA-10xMultiome-BG-Aligned-raw.h5ad.gene_index'
+    >>> idx.name.startswith("HMBA-10xMultiome-BG-Aligned-raw.h5ad-")
+    True
 
     References
     ----------
@@ -311,7 +333,7 @@ def read_genes(
         None, or ``"log2cpm"`` to turn raw counts into log2(count / total * 1e6 + 1) (each cell's
         total over all genes, from the index or from the pass).
     index
-        ``"auto"``: use ``<file>.gene_index`` when it exists and matches the file, else one
+        ``"auto"``: use the index at :func:`default_index_path` when it exists and matches the file, else one
         streaming pass; ``True``: require it (build it with :func:`build_gene_index`);
         ``False``: always stream; or the path of an index folder.
 
