@@ -14,6 +14,8 @@ __all__ = [
     "DownloadError",
     "OfflineError",
     "IntegrityError",
+    "MissingFileError",
+    "NotFoundError",
 ]
 
 
@@ -23,6 +25,17 @@ class HmbaToolkitError(Exception):
 
 class DataFormatError(HmbaToolkitError, ValueError):
     """A file does not have the layout, columns or values its format requires."""
+
+
+class MissingFileError(DataFormatError, FileNotFoundError):
+    """A file the toolkit was asked to read does not exist."""
+
+
+class NotFoundError(HmbaToolkitError, KeyError):
+    """A key (structure, experiment, gene label) is not in the table asked."""
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0]) if self.args else ""
 
 
 class ManifestError(HmbaToolkitError, KeyError):

@@ -35,6 +35,10 @@ def counts_per(X, scale: float) -> sp.csr_matrix:
     if scale <= 0:
         raise DataFormatError(f"scale must be positive, got {scale}")
     X = _as_csr(X)
+    if X.nnz and not np.isfinite(X.data).all():
+        bad = int((~np.isfinite(X.data)).sum())
+        row = int(np.searchsorted(X.indptr, np.flatnonzero(~np.isfinite(X.data))[0], side="right") - 1)
+        raise DataFormatError(f"counts hold {bad} NaN or infinite values (first in row {row}); raw counts are finite integers")
     if X.nnz and np.asarray(X.data).min() < 0:
         raise DataFormatError("counts must be non-negative")
     totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()

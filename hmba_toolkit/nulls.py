@@ -81,8 +81,15 @@ def _check(x, D) -> np.ndarray:
     return x
 
 
+def _check_n(n) -> int:
+    if int(n) < 1:
+        raise HmbaToolkitError(f"n must be a positive number of surrogates, got {n}")
+    return int(n)
+
+
 def naive(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None) -> np.ndarray:
     """Random permutations of ``x`` (ignores space; shown for contrast)."""
+    n = _check_n(n)
     x = np.asarray(x, dtype=float)
     rng = np.random.default_rng(seed)
     return np.stack([rng.permutation(x) for _ in range(n)])
@@ -115,6 +122,7 @@ def moran(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None, proce
     correlation with every Moran eigenvector (hence its Moran's I spectrum). Pass precomputed
     ``eigenvectors`` (from :func:`moran_eigenvectors`) to reuse the O(N^3) decomposition.
     """
+    n = _check_n(n)
     if procedure not in ("singleton", "pair"):
         raise HmbaToolkitError(f"procedure={procedure!r} is not 'singleton' or 'pair'")
     V = eigenvectors if eigenvectors is not None else moran_eigenvectors(coords, distances=distances)[1]
@@ -181,6 +189,7 @@ def spatial_lag(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None,
     Surrogates are rescaled to the mean and SD of ``x`` and rank-matched to its values, so each
     surrogate is a spatially autocorrelated reordering of ``x``.
     """
+    n = _check_n(n)
     D = _distances(coords, distances)
     x = _check(x, D)
     if rho is None or d0 is None:
@@ -302,8 +311,7 @@ def variogram(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None, d
     """
     if kernel not in ("exp", "gaussian", "invdist", "uniform"):
         raise HmbaToolkitError(f"kernel={kernel!r} is not one of 'exp', 'gaussian', 'invdist', 'uniform'")
-    if int(n) < 1:
-        raise HmbaToolkitError(f"n must be a positive number of surrogates, got {n}")
+    _check_n(n)
     g = geometry
     if g is None:
         g = VariogramGeometry.build(coords, distances=distances, pv=pv, nh=nh, knn=knn, sampled=sampled, ns=ns, seed=seed)

@@ -83,7 +83,7 @@ def test_aggregate_bad_input_names_it(human, tmp_path):
         stream.aggregate(human["raw"], human["cells"], ["NoSuchColumn"], progress=False)
     with pytest.raises(HmbaToolkitError, match="normalize"):
         stream.aggregate(human["raw"], human["cells"], ["Group"], normalize="cpm", progress=False)
-    with pytest.raises(DataFormatError, match="no such h5ad"):
+    with pytest.raises(DataFormatError, match="does not exist"):
         stream.aggregate(tmp_path / "missing.h5ad", human["cells"], ["Group"], progress=False)
     dense = tmp_path / "dense.h5ad"
     ad.AnnData(np.ones((3, 2), dtype=np.float32)).write_h5ad(dense)

@@ -8,6 +8,7 @@ of those cells; a subset of genes is applied after decompression of those rows.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +20,28 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata.io import read_elem
 
-from ..errors import DataFormatError
+from ..errors import DataFormatError, MissingFileError
 
-__all__ = ["read_h5ad_subset", "read_h5ad_obs_names", "read_h5ad_var"]
+__all__ = ["read_h5ad_subset", "read_h5ad_obs_names", "read_h5ad_var", "gene_positions", "open_h5ad"]
+
+
+def open_h5ad(path: str | os.PathLike) -> h5py.File:
+    """Open an h5ad read-only, or raise an error that says what is wrong with the file.
+
+    Raises
+    ------
+    MissingFileError
+        The file does not exist.
+    DataFormatError
+        It is not a readable HDF5 file (truncated by an interrupted download, or not an h5ad).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: the h5ad file does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFormatError(f"{path}: not a readable HDF5/h5ad file (truncated or corrupt? download it again): {exc}") from exc
 
 
 def _check_csr(path: Path, f: h5py.File) -> h5py.Group:
@@ -30,22 +50,68 @@ def _check_csr(path: Path, f: h5py.File) -> h5py.Group:
     X = f["X"]
     enc = X.attrs.get("encoding-type", "") if isinstance(X, h5py.Group) else "array"
     if enc != "csr_matrix":
-        raise DataFormatError(f"{path}: X is stored as {enc!r}; Allen files are 'csr_matrix' (cells x genes)")
+        hint = " (gene-major; if rows are genes, the file is genes x cells: transpose it, e.g. adata.T, and save again)" if enc == "csc_matrix" else ""
+        raise DataFormatError(f"{path}: X is stored as {enc!r}{hint}; Allen files are 'csr_matrix' (cells x genes)")
     return X
 
 
 def read_h5ad_obs_names(path: str | os.PathLike) -> pd.Index:
     """The ``cell_label`` index of an h5ad file, read without touching ``X``."""
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    with open_h5ad(path) as f:
         return read_elem(f["obs"]).index
 
 
 def read_h5ad_var(path: str | os.PathLike) -> pd.DataFrame:
     """The ``var`` table (``gene_identifier`` index, ``gene_symbol``, ...) of an h5ad file."""
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    with open_h5ad(path) as f:
         return read_elem(f["var"])
+
+
+def gene_positions(
+    var: pd.DataFrame,
+    genes: Sequence[str],
+    gene_column: str | None,
+    source: str | os.PathLike,
+    *,
+    obs_index: pd.Index | None = None,
+) -> np.ndarray:
+    """Column positions of ``genes`` in ``var`` (its index, or ``var[gene_column]``), or a clear error.
+
+    Unknown genes get the closest known names in the message; if they are found among the cell
+    labels instead (``obs_index``), the matrix is reported as stored genes x cells. Names that
+    several rows share (blank codewords without a symbol) must be asked for by identifier.
+
+    Examples
+    --------
+    >>> var = pd.DataFrame({"gene_symbol": ["DRD1", "DRD2"]}, index=["NCBIGene:1812", "NCBIGene:1813"])
+    >>> gene_positions(var, ["DRD2"], "gene_symbol", "x.h5ad").tolist()
+    [1]
+    """
+    if isinstance(genes, str):
+        raise DataFormatError(f"{source}: genes must be a list of names, not the string {genes!r}")
+    genes = list(genes)
+    if gene_column is not None and gene_column not in var.columns:
+        raise DataFormatError(f"{source}: var has no column {gene_column!r}; it has {list(var.columns)}")
+    keys = var.index if gene_column is None else pd.Index(var[gene_column].astype(str))
+    where = "var index" if gene_column is None else f"var column {gene_column!r}"
+    dup = keys.duplicated(keep=False)
+    ambiguous = sorted(set(genes) & set(keys[dup]))
+    if ambiguous:
+        raise DataFormatError(f"{source}: genes {ambiguous} match several rows of {where}; ask by identifier")
+    unique_pos = np.flatnonzero(~dup)
+    hit = keys[unique_pos].get_indexer(pd.Index(genes))
+    if (hit < 0).any():
+        missing = [g for g, c in zip(genes, hit) if c < 0]
+        if obs_index is not None and all(g in obs_index for g in missing):
+            raise DataFormatError(f"{source}: genes {missing[:5]} are row labels, not columns: the matrix looks stored "
+                                  "genes x cells; Allen files are cells x genes (transpose it, e.g. adata.T, and save again)")
+        known = list(dict.fromkeys(keys.astype(str)))
+        hints = {g: difflib.get_close_matches(str(g), known, n=3, cutoff=0.6) for g in missing[:5]}
+        hint = "; ".join(f"{g!r}: did you mean {h}?" for g, h in hints.items() if h)
+        raise DataFormatError(f"{source}: genes not found in {where}: {missing[:10]}" + (f" ({hint})" if hint else ""))
+    return unique_pos[hit]
 
 
 def _row_runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
@@ -99,7 +165,7 @@ def read_h5ad_subset(
     2
     """
     path = Path(path)
-    with h5py.File(path, "r") as f:
+    with open_h5ad(path) as f:
         X = _check_csr(path, f)
         obs = read_elem(f["obs"])
         var = read_elem(f["var"])
@@ -114,21 +180,7 @@ def read_h5ad_subset(
                 missing = list(pd.Index(cells)[pos < 0][:5])
                 raise DataFormatError(f"{path}: {int((pos < 0).sum())} requested cells are not in the file, e.g. {missing}")
             rows = pos[pos >= 0]
-        if genes is None:
-            cols = np.arange(n_var)
-        else:
-            keys = var.index if gene_column is None else pd.Index(var[gene_column].astype(str))
-            where = "var index" if gene_column is None else f"var column {gene_column!r}"
-            dup = keys.duplicated(keep=False)  # e.g. blank codewords without a symbol
-            ambiguous = sorted(set(genes) & set(keys[dup]))
-            if ambiguous:
-                raise DataFormatError(f"{path}: genes {ambiguous} match several rows of {where}; ask by identifier")
-            unique_pos = np.flatnonzero(~dup)
-            hit = keys[unique_pos].get_indexer(pd.Index(genes))
-            if (hit < 0).any():
-                missing = [g for g, c in zip(genes, hit) if c < 0]
-                raise DataFormatError(f"{path}: genes not found in {where}: {missing}")
-            cols = unique_pos[hit]
+        cols = np.arange(n_var) if genes is None else gene_positions(var, genes, gene_column, path, obs_index=obs.index)
         order = np.argsort(rows, kind="stable")
         sorted_rows = rows[order]
         indptr = X["indptr"]

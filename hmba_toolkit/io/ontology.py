@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError
+from ..errors import DataFormatError, NotFoundError
 
 __all__ = ["StructureTree", "read_ontology"]
 
@@ -74,7 +74,7 @@ class StructureTree:
             return int(key)
         if isinstance(key, str) and key in self._by_acronym:
             return int(self._by_acronym[key])
-        raise KeyError(f"{self.source}: no structure {key!r}")
+        raise NotFoundError(f"{self.source}: no structure {key!r}")
 
     def get(self, key: int | str) -> pd.Series:
         """The ontology row of a structure."""

@@ -40,7 +40,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .._files import write_text_atomic
-from ..errors import DataFormatError, DownloadError, HmbaToolkitError, IntegrityError, OfflineError
+from ..errors import DataFormatError, DownloadError, HmbaToolkitError, IntegrityError, NotFoundError, OfflineError
 from ..io import rma
 from ..io.mouse_ish import read_ish_grid
 from .atlas import GRID_SHAPE, SPACING_UM, load_annotation
@@ -130,7 +130,7 @@ class GridStore:
             if not hit.size:
                 hit = np.flatnonzero(exp["gene_acronym"].to_numpy() == key)
         if not hit.size:
-            raise KeyError(f"{self.path}: no experiment, label or gene {key!r}")
+            raise NotFoundError(f"{self.path}: no experiment, label or gene {key!r}")
         return int(hit[0])
 
     def grid(self, key: int | str) -> np.ndarray:

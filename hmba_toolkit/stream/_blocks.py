@@ -14,6 +14,7 @@ import pandas as pd
 from anndata.io import read_elem
 
 from ..errors import DataFormatError, HmbaToolkitError
+from ..io.h5ad import open_h5ad
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,8 @@ class CsrFile:
 def open_csr(path: str | os.PathLike, layer: str | None = None) -> CsrFile:
     """Inspect the CSR ``X`` (or ``layers/<layer>``) of an h5ad without reading its values."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: no such h5ad file")
     key = "X" if layer is None else f"layers/{layer}"
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataFormatError(f"{path}: not an HDF5/h5ad file ({exc})") from exc
-    with f:
+    with open_h5ad(path) as f:
         if key not in f:
             raise DataFormatError(f"{path}: no {key!r} matrix")
         g = f[key]

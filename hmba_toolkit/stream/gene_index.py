@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from .._files import md5sum
 from ..errors import DataFormatError, HmbaToolkitError
-from ..io.h5ad import read_h5ad_var
+from ..io.h5ad import gene_positions, read_h5ad_var
 from ._blocks import iter_blocks, open_csr, read_obs_names, row_blocks
 
 __all__ = ["build_gene_index", "GeneIndex", "default_index_path", "read_genes"]
@@ -296,20 +296,6 @@ def build_gene_index(
     return out
 
 
-def _gene_positions(var: pd.DataFrame, genes: Sequence[str], gene_column: str | None, path: Path) -> np.ndarray:
-    keys = var.index if gene_column is None else pd.Index(var[gene_column].astype(str))
-    where = "var index" if gene_column is None else f"var column {gene_column!r}"
-    dup = keys.duplicated(keep=False)
-    ambiguous = sorted(set(genes) & set(keys[dup]))
-    if ambiguous:
-        raise DataFormatError(f"{path}: genes {ambiguous} match several rows of {where}; ask by identifier")
-    unique_pos = np.flatnonzero(~dup)
-    hit = keys[unique_pos].get_indexer(pd.Index(genes))
-    if (hit < 0).any():
-        raise DataFormatError(f"{path}: genes not found in {where}: {[g for g, c in zip(genes, hit) if c < 0]}")
-    return unique_pos[hit]
-
-
 def read_genes(
     path: str | os.PathLike,
     genes: Sequence[str],
@@ -364,7 +350,7 @@ def read_genes(
     path = Path(path)
     csr = open_csr(path, layer)
     obs_names = read_obs_names(path)
-    cols = _gene_positions(read_h5ad_var(path), list(genes), gene_column, path)
+    cols = gene_positions(read_h5ad_var(path), genes, gene_column, path)
     out = np.zeros((csr.n_obs, len(cols)), dtype=np.float32)
     gi = _usable_index(path, layer, index)
     if gi is not None:

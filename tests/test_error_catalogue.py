@@ -1,0 +1,190 @@
+"""The error catalogue: bad inputs a user can meet, each with its hmba_toolkit exception and message.
+
+Every case asserts the exact exception class (all derive from HmbaToolkitError, most also from the
+matching built-in) and that the message names the file, column or parameter at fault.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from hmba_toolkit import coexpression, cross_species, de, gsea, mouse, normalize, nulls, stream, weights
+from hmba_toolkit.errors import DataFormatError, DownloadError, HmbaToolkitError, ManifestError, NotFoundError
+from hmba_toolkit.io import (AbcCache, age_in_years, download_file, read_ahba_donor, read_brainspan, read_genes,
+                             read_h5ad_subset, read_ish_grid, read_ontology)
+from hmba_toolkit.io.manifest import safe_relative_path
+from hmba_toolkit.datasets import fetch_demo_ahba, fetch_demo_brainspan
+from hmba_toolkit.mouse import GridStore
+
+ALIGNED = ("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
+
+
+@pytest.fixture(scope="module")
+def files(cache, fixtures_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    h5ad = cache.get_file_path(*ALIGNED)
+    raw = h5ad.read_bytes()
+    (d / "truncated.h5ad").write_bytes(raw[: len(raw) // 3])
+    (d / "garbage.h5ad").write_bytes(b"\x00not hdf5\x00" * 100)
+    small = ad.AnnData(sp.random(20, 5, density=0.5, format="csr", dtype=np.float32, random_state=0),
+                       obs=pd.DataFrame(index=[f"c{i}" for i in range(20)]),
+                       var=pd.DataFrame({"gene_symbol": ["A", "B", "B", "D", "E"]}, index=[f"g{i}" for i in range(5)]))
+    small.write_h5ad(d / "dupsym.h5ad")
+    ad.AnnData(sp.csr_matrix(small.X.T), obs=small.var, var=small.obs).write_h5ad(d / "transposed.h5ad")  # genes x cells, CSR
+    small.T.write_h5ad(d / "csc.h5ad")  # anndata writes the transpose as CSC
+    ad.AnnData(np.ones((4, 3), dtype=np.float32)).write_h5ad(d / "dense.h5ad")
+    ish = fixtures_dir / "mouse_ish" / "Nrp1_P56_coronal_74272479_200um"
+    shutil.copy(ish / "energy.raw", d / "energy.raw")
+    (d / "short.raw").write_bytes((ish / "energy.raw").read_bytes()[:-8])
+    (d / "short.mhd").write_text((ish / "energy.mhd").read_text().replace("energy.raw", "short.raw"))
+    (d / "type.mhd").write_text((ish / "energy.mhd").read_text().replace("MET_FLOAT", "MET_COMPLEX"))
+    (d / "nodata.mhd").write_text((ish / "energy.mhd").read_text().replace("energy.raw", "absent.raw"))
+    (d / "dims.mhd").write_text((ish / "energy.mhd").read_text().replace("DimSize = 67 41 58", "DimSize = 67 41"))
+    with zipfile.ZipFile(d / "energy_only.zip", "w") as zf:
+        zf.write(ish / "energy.mhd", "energy.mhd")
+        zf.write(ish / "energy.raw", "energy.raw")
+    (d / "bad.gmt").write_text("SET_A\tdesc\tG1\tG2\nONLY_A_NAME\n")
+    donor = d / "normalized_microarray_donor9861"
+    shutil.copytree(fetch_demo_ahba() / "normalized_microarray_donor9861", donor)
+    (donor / "PACall.csv").unlink()
+    donor2 = d / "normalized_microarray_donor10021"
+    shutil.copytree(fetch_demo_ahba() / "normalized_microarray_donor10021", donor2)
+    annot = pd.read_csv(donor2 / "SampleAnnot.csv").drop(columns=["mni_x"])
+    annot.to_csv(donor2 / "SampleAnnot.csv", index=False)
+    bs = d / "brainspan"
+    shutil.copytree(fetch_demo_brainspan(), bs)
+    rows = (bs / "rows_metadata.csv").read_text().splitlines()
+    (bs / "rows_metadata.csv").write_text("\n".join(rows[:-1]) + "\n")  # one gene fewer than the matrix
+    return {"dir": d, "h5ad": h5ad, "ish": ish}
+
+
+def _pbmc_like(n=60, genes=8, donors=1, seed=0):
+    rng = np.random.default_rng(seed)
+    X = sp.csr_matrix(rng.poisson(2, (n, genes)).astype(np.float32))
+    obs = pd.DataFrame({"cell_type": np.repeat(["a", "b"], n // 2), "donor_label": [f"d{i % donors}" for i in range(n)]},
+                       index=[f"c{i}" for i in range(n)])
+    return ad.AnnData(X, obs=obs, var=pd.DataFrame(index=[f"G{j}" for j in range(genes)]))
+
+
+def _cases(files):
+    d, h5ad = files["dir"], files["h5ad"]
+    coords = np.random.default_rng(0).random((30, 3))
+    x = np.random.default_rng(1).random(30)
+    grid = read_ish_grid(files["ish"] / "energy.mhd")
+    return [
+        # -- h5ad matrices -------------------------------------------------------------------------
+        ("truncated h5ad", lambda: read_h5ad_subset(d / "truncated.h5ad"), DataFormatError, r"truncated\.h5ad.*not a readable HDF5"),
+        ("garbage h5ad", lambda: read_h5ad_subset(d / "garbage.h5ad"), DataFormatError, r"garbage\.h5ad.*not a readable HDF5"),
+        ("missing h5ad", lambda: read_h5ad_subset(d / "absent.h5ad"), FileNotFoundError, r"absent\.h5ad.*does not exist"),
+        ("truncated h5ad, streamed", lambda: stream.aggregate(d / "truncated.h5ad", pd.DataFrame({"g": []}), ["g"], progress=False),
+         DataFormatError, r"truncated\.h5ad.*not a readable HDF5"),
+        ("dense X", lambda: read_h5ad_subset(d / "dense.h5ad"), DataFormatError, r"dense\.h5ad.*X is stored as 'array'"),
+        ("genes x cells", lambda: read_h5ad_subset(d / "transposed.h5ad", genes=["g3"]), DataFormatError, r"transposed\.h5ad.*genes x cells"),
+        ("gene-major matrix", lambda: read_h5ad_subset(d / "csc.h5ad"), DataFormatError, r"csc\.h5ad.*'csc_matrix' \(gene-major.*transpose"),
+        ("unknown gene, close match", lambda: read_h5ad_subset(h5ad, genes=["DRD7"], gene_column="gene_symbol"),
+         DataFormatError, r"genes not found in var column 'gene_symbol': \['DRD7'\].*did you mean.*DRD"),
+        ("duplicated gene symbol", lambda: read_h5ad_subset(d / "dupsym.h5ad", genes=["B"], gene_column="gene_symbol"),
+         DataFormatError, r"dupsym\.h5ad.*\['B'\] match several rows"),
+        ("genes as one string", lambda: read_h5ad_subset(h5ad, genes="DRD1", gene_column="gene_symbol"), DataFormatError, r"list of names"),
+        ("unknown var column", lambda: read_h5ad_subset(h5ad, genes=["DRD1"], gene_column="symbol"), DataFormatError, r"var has no column 'symbol'"),
+        ("cells not in the file", lambda: read_h5ad_subset(h5ad, cells=["nope-1", "nope-2"]), DataFormatError, r"2 requested cells are not in the file"),
+        ("bad missing_cells", lambda: read_h5ad_subset(h5ad, cells=["x"], missing_cells="ignore"), DataFormatError, r"missing_cells must be"),
+        ("gene index required but absent", lambda: read_genes(d / "dupsym.h5ad", ["A"], gene_column="gene_symbol", index=True, progress=False),
+         DataFormatError, r"no gene index; build it with"),
+        ("stream: unknown grouping column", lambda: stream.aggregate(h5ad, pd.DataFrame({"g": []}), ["Group"], progress=False),
+         HmbaToolkitError, r"obs has no column\(s\) \['Group'\]"),
+        ("stream: bad normalize", lambda: stream.aggregate(h5ad, pd.DataFrame({"g": []}), ["g"], normalize="tpm"),
+         HmbaToolkitError, r"normalize must be one of"),
+        # -- the release and downloads ---------------------------------------------------------------
+        ("manifest path leaving the cache", lambda: safe_relative_path("../../etc/passwd"), ManifestError, r"\.\./\.\./etc/passwd"),
+        ("absolute manifest path", lambda: safe_relative_path("/etc/passwd"), ManifestError, r"/etc/passwd"),
+        ("unknown release directory", lambda: AbcCache.from_demo().list_metadata_files("HMBA-Nope"), ManifestError, r"HMBA-Nope"),
+        ("bad normalization", lambda: AbcCache.from_demo().read_expression("HMBA-10xMultiome-BG-Aligned", normalization="cpm"),
+         HmbaToolkitError, r"normalization must be 'log2' or 'raw'"),
+        ("ftp source", lambda: download_file("ftp://example.org/a.csv", d / "a.csv", progress=False), DownloadError, r"only https"),
+        # -- mouse ISH grids ---------------------------------------------------------------------------
+        ("raw shorter than DimSize", lambda: read_ish_grid(d / "short.mhd"), DataFormatError, r"short\.mhd.*637296 bytes.*needs 637304"),
+        ("unknown ElementType", lambda: read_ish_grid(d / "type.mhd"), DataFormatError, r"type\.mhd.*unsupported ElementType 'MET_COMPLEX'"),
+        ("ElementDataFile missing", lambda: read_ish_grid(d / "nodata.mhd"), DataFormatError, r"nodata\.mhd.*absent\.raw does not exist"),
+        ("DimSize vs NDims", lambda: read_ish_grid(d / "dims.mhd"), DataFormatError, r"dims\.mhd.*NDims=3"),
+        ("zip without the volume", lambda: read_ish_grid(d / "energy_only.zip", volume="density"), DataFormatError, r"no density\.mhd inside"),
+        ("grid of the wrong shape", lambda: mouse.unionize(grid[:, :, :50]), DataFormatError, r"grid has shape \(67, 41, 50\)"),
+        ("unknown hemisphere", lambda: mouse.unionize(grid, hemisphere="middle"), HmbaToolkitError, r"hemisphere must be one of"),
+        ("unknown structure", lambda: mouse.unionize(grid, structures=["CPX"]), NotFoundError, r"no structure 'CPX'"),
+        ("not a grid store", lambda: GridStore.open(d), DataFormatError, r"not a grid store"),
+        ("ontology without parents", lambda: read_ontology(_write(d / "onto.csv", "id,acronym,name\n1,A,a\n")), DataFormatError,
+         r"onto\.csv.*lacks columns \['parent_structure_id'\]"),
+        # -- AHBA and BrainSpan ------------------------------------------------------------------------
+        ("AHBA donor without PACall", lambda: read_ahba_donor(d / "normalized_microarray_donor9861"), DataFormatError, r"PACall\.csv: missing"),
+        ("AHBA SampleAnnot column", lambda: read_ahba_donor(d / "normalized_microarray_donor10021"), DataFormatError,
+         r"SampleAnnot\.csv: missing columns \['mni_x'\]"),
+        ("BrainSpan shapes disagree", lambda: read_brainspan(d / "brainspan"), DataFormatError, r"expression_matrix\.csv: shape"),
+        ("BrainSpan age", lambda: age_in_years("teenage"), DataFormatError, r"unrecognised BrainSpan age 'teenage'"),
+        # -- gene sets ------------------------------------------------------------------------------------
+        ("malformed GMT", lambda: gsea.read_gmt(d / "bad.gmt"), DataFormatError, r"bad\.gmt.*line 2"),
+        ("gene sets with no overlap", lambda: gsea.ora(["G1"], {"S": ["X1", "X2", "X3"]}, ["G1", "G2"], min_size=1), HmbaToolkitError,
+         r"no gene set has"),
+        ("duplicated genes in a ranking", lambda: gsea.prerank(pd.Series([1.0, 2.0], index=["A", "A"]), {"S": ["A"]}, min_size=1),
+         HmbaToolkitError, r"duplicated gene names"),
+        # -- differential expression ---------------------------------------------------------------------
+        ("pseudobulk with one donor", lambda: de.pseudobulk(_pbmc_like(donors=1), "cell_type", min_cells=1, min_total_count=0),
+         HmbaToolkitError, r"replicate"),
+        ("wilcoxon: unknown group", lambda: de.wilcoxon(_pbmc_like(), "cell_type", groups=["zzz"]), HmbaToolkitError, r"zzz"),
+        ("wilcoxon: unknown obs column", lambda: de.wilcoxon(_pbmc_like(), "Class"), HmbaToolkitError, r"Class"),
+        ("aggregate: unknown column", lambda: de.aggregate_counts(_pbmc_like(), ["Group"]), HmbaToolkitError, r"obs has no column\(s\) \['Group'\]"),
+        ("finer than Group across species", lambda: de.wilcoxon(_species_cells(), "Cluster"), HmbaToolkitError, r"finer than the Group level"),
+        ("NaN counts", lambda: normalize.log2_cpm(_with_nan()), HmbaToolkitError, r"NaN|finite"),
+        # -- spatial statistics and nulls --------------------------------------------------------------------
+        ("NaN coordinates", lambda: nulls.variogram(x, np.where(np.arange(90).reshape(30, 3) == 4, np.nan, coords), n=5),
+         HmbaToolkitError, r"coords.*(NaN|finite)"),
+        ("NaN in the map", lambda: nulls.spatial_lag(np.where(np.arange(30) == 3, np.nan, x), coords, n=5), HmbaToolkitError, r"NaN|finite"),
+        ("too few points", lambda: nulls.variogram(x[:3], coords[:3], n=5), HmbaToolkitError, r"at least"),
+        ("map and coords disagree", lambda: nulls.moran(x[:20], coords, n=5), HmbaToolkitError, r"20.*30|30.*20"),
+        ("n = 0 surrogates", lambda: nulls.naive(x, n=0), HmbaToolkitError, r"\bn\b"),
+        ("k too large for kNN weights", lambda: weights.knn_weights(coords, k=30), HmbaToolkitError, r"\bk\b"),
+        ("CGE of too few regions", lambda: coexpression.cge(pd.DataFrame(np.ones((2, 5)))), HmbaToolkitError, r"at least 3 complete regions"),
+        ("cross-species: bad method", lambda: cross_species.profile_correlation(pd.DataFrame([[1.0]]), pd.DataFrame([[1.0]]), method="tau"),
+         HmbaToolkitError, r"method must be"),
+    ]
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def _species_cells():
+    a = _pbmc_like(n=40)
+    a.obs["Cluster"] = np.repeat(["k1", "k2"], 20)
+    a.obs["species_genus"] = np.tile(["Human", "Macaque"], 20)
+    return a
+
+
+def _with_nan():
+    a = _pbmc_like()
+    X = a.X.toarray()
+    X[0, 0] = np.nan
+    a.X = sp.csr_matrix(X)
+    return a
+
+
+def test_the_catalogue_is_large(files):
+    assert len(_cases(files)) >= 40
+
+
+@pytest.mark.parametrize("k", range(52))
+def test_bad_input(files, k):
+    cases = _cases(files)
+    if k >= len(cases):
+        pytest.fail(f"catalogue has {len(cases)} cases; lower the parametrize range")
+    name, call, exc, pattern = cases[k]
+    with pytest.raises(exc, match=pattern) as info:
+        call()
+    assert isinstance(info.value, HmbaToolkitError), f"{name}: {type(info.value).__name__} is not an HmbaToolkitError"
