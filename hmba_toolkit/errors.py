@@ -16,6 +16,7 @@ __all__ = [
     "IntegrityError",
     "MissingFileError",
     "NotFoundError",
+    "OutputExistsError",
 ]
 
 
@@ -36,6 +37,10 @@ class NotFoundError(HmbaToolkitError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class OutputExistsError(HmbaToolkitError, FileExistsError):
+    """An output file exists already; the function replaces it only when told to (``overwrite=True``)."""
 
 
 class ManifestError(HmbaToolkitError, KeyError):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataFormatError, HmbaToolkitError
+from .._files import atomic_path
+from ..errors import DataFormatError, HmbaToolkitError, OutputExistsError
 
 __all__ = ["read_gmt", "write_gmt", "go_biological_process", "hmba_marker_sets"]
 
@@ -55,11 +56,23 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
     return _parse_gmt(raw.decode("utf-8"), str(path))
 
 
-def write_gmt(sets: dict[str, list[str]], path: str | os.PathLike, description: str = "hmba_toolkit") -> None:
-    """Write ``{name: genes}`` as GMT."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for name, genes in sets.items():
-            fh.write("\t".join([name, description, *genes]) + "\n")
+def write_gmt(sets: dict[str, list[str]], path: str | os.PathLike, description: str = "hmba_toolkit", *,
+              overwrite: bool = False) -> None:
+    """Write ``{name: genes}`` as GMT (atomically: the file appears complete or not at all).
+
+    Names, genes and the description may not contain tabs or line breaks (they would split fields).
+    An existing file is replaced only with ``overwrite=True``.
+    """
+    if Path(path).exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
+    lines = []
+    for name, genes in sets.items():
+        for field in (name, description, *genes):
+            if not str(field).strip() or any(ch in str(field) for ch in "\t\r\n"):
+                raise DataFormatError(f"write_gmt: set {name!r} has an empty field or one with a tab or line break: {field!r}")
+        lines.append("\t".join([name, description, *genes]) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines), encoding="utf-8")
 
 
 def go_biological_process() -> dict[str, list[str]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._files import atomic_path
-from ..errors import DataFormatError
+from ..errors import DataFormatError, OutputExistsError
 
 __all__ = ["read_mhd_header", "read_ish_grid", "write_ish_grid", "MET_TYPES"]
 
@@ -151,14 +151,19 @@ def _encode(array: np.ndarray) -> tuple[str, bytes]:
     return etype, data.transpose().astype(data.dtype.newbyteorder("<")).tobytes()
 
 
-def write_ish_grid(path: str | os.PathLike, array: np.ndarray, *, spacing: float = 200.0, data_set_xml: str | None = None) -> Path:
+def write_ish_grid(path: str | os.PathLike, array: np.ndarray, *, spacing: float = 200.0, data_set_xml: str | None = None,
+                   overwrite: bool = False) -> Path:
     """Write a grid as Allen does: ``.mhd`` + ``.raw``, or a download-style ``.zip``.
 
     ``array`` is indexed [x, y, z]; NaN is written as -1. A path ending in ``.zip`` writes
     ``energy.mhd``, ``energy.raw`` (and ``data_set.xml`` when given) into one zip.
-    Files appear atomically.
+    Files appear atomically; an existing file is replaced only with ``overwrite=True``.
     """
     path = Path(path)
+    targets = [path] if path.suffix == ".zip" else [path, path.with_suffix(".raw")]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{existing[0]} exists; pass overwrite=True to replace it")
     etype, raw = _encode(array)
     if path.suffix == ".zip":
         buf = _io.BytesIO()
