@@ -156,3 +156,17 @@ def test_aggregate_on_a_two_worker_dask_cluster_equals_one_process(human):
     np.testing.assert_allclose(two.X, one.X)
     np.testing.assert_array_equal(two.layers["n_expressing"], one.layers["n_expressing"])
     np.testing.assert_allclose(two.layers["sum_sq"], one.layers["sum_sq"])
+
+
+def test_get_gene_data_uses_the_index_when_present(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv(stream.gene_index.INDEX_DIR_ENV, str(tmp_path / "idx"))
+    aligned = "HMBA-10xMultiome-BG-Aligned"
+    cells = cache.cell_table(aligned).iloc[::3]
+    genes_table = cache.get_metadata_dataframe(aligned, "gene").set_index("gene_identifier")
+    without = cache.get_gene_data(cells, genes_table, ["DRD1", "PENK"], data_type="raw")
+    stream.build_gene_index(cache.get_file_path(aligned, f"{aligned}/raw"), progress=False)
+    calls = []
+    monkeypatch.setattr("hmba_toolkit.io.abc_cache.read_h5ad_subset", lambda *a, **k: calls.append(a))
+    with_index = cache.get_gene_data(cells, genes_table, ["DRD1", "PENK"], data_type="raw")
+    assert calls == []  # the matrices were not read
+    pd.testing.assert_frame_equal(with_index, without)

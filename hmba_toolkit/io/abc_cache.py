@@ -440,14 +440,22 @@ class AbcCache:
         ``dataset_label`` and ``feature_matrix_label``; ``all_genes`` is a gene table
         (index ``gene_identifier``, column ``gene_symbol``); the result is indexed like
         ``all_cells`` with one column per symbol, NaN for cells absent from the matrix.
-        Unlike Allen's, only the requested cells' rows are decompressed.
+        Unlike Allen's, only the requested cells' rows are decompressed, and when a gene index of the
+        file exists (:func:`hmba_toolkit.stream.build_gene_index`) it is used instead of the matrix.
         """
         missing = [g for g in selected_genes if g not in set(all_genes["gene_symbol"])]
         if missing:
             raise HmbaToolkitError(f"selected_genes not in all_genes['gene_symbol']: {missing}")
         out = pd.DataFrame(index=all_cells.index, columns=list(selected_genes), dtype="float32")
+        from ..stream.gene_index import has_gene_index, read_genes
+
         for (dataset, label), group in all_cells.groupby(["dataset_label", "feature_matrix_label"], sort=True):
             path = self.get_file_path(dataset, f"{label}/{data_type}")
+            if has_gene_index(path):  # a gene-major index exists: no pass over the cell-major file
+                cols = read_genes(path, list(selected_genes), gene_column="gene_symbol", index=True, progress=False)
+                present = group.index.intersection(cols.index, sort=False)
+                out.loc[present, list(selected_genes)] = cols.loc[present].to_numpy()
+                continue
             sub = read_h5ad_subset(path, cells=group.index, genes=list(selected_genes), gene_column="gene_symbol",
                                    missing_cells="skip")
             if sub.n_obs:

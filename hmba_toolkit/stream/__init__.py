@@ -10,6 +10,6 @@
 
 from ._blocks import describe
 from .aggregate import NORMALIZATIONS, aggregate
-from .gene_index import GeneIndex, build_gene_index, default_index_path, read_genes
+from .gene_index import GeneIndex, build_gene_index, default_index_path, has_gene_index, read_genes
 
-__all__ = ["NORMALIZATIONS", "GeneIndex", "aggregate", "describe", "build_gene_index", "default_index_path", "read_genes"]
+__all__ = ["NORMALIZATIONS", "GeneIndex", "aggregate", "describe", "build_gene_index", "default_index_path", "has_gene_index", "read_genes"]

@@ -39,7 +39,7 @@ from ..errors import DataFormatError, HmbaToolkitError
 from ..io.h5ad import gene_positions, read_h5ad_var
 from ._blocks import iter_blocks, open_csr, read_obs_names, row_blocks
 
-__all__ = ["build_gene_index", "GeneIndex", "default_index_path", "read_genes"]
+__all__ = ["build_gene_index", "GeneIndex", "default_index_path", "has_gene_index", "read_genes"]
 
 INDEX_FORMAT = "hmba_toolkit.GeneIndex"
 _VERSION = 1
@@ -381,6 +381,15 @@ def read_genes(
     df = pd.DataFrame(out, index=obs_names, columns=pd.Index(list(genes)))
     df.attrs["source"] = source
     return df
+
+
+def has_gene_index(path: str | os.PathLike, layer: str | None = None) -> bool:
+    """Whether an up-to-date gene index of ``path`` exists at :func:`default_index_path`."""
+    where = default_index_path(path, layer)
+    try:
+        return where.exists() and GeneIndex.open(where).matches(path)
+    except DataFormatError:
+        return False
 
 
 def _usable_index(path: Path, layer, index) -> GeneIndex | None:
