@@ -76,3 +76,47 @@ def test_surrogates_keep_what_they_should():
         nulls.spatial_lag(x[:10], xy)
     with pytest.raises(HmbaToolkitError, match="procedure='triplet'"):
         nulls.moran(x, xy, procedure="triplet")
+
+
+def test_sparse_spatial_lag_solves_the_dense_model():
+    rng = np.random.default_rng(5)
+    xy = rng.random((600, 2)) * 10
+    D = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1))
+    d0, rho = 0.7, 0.9
+    Wd = np.exp(-D / d0)
+    np.fill_diagonal(Wd, 0)
+    Wd /= Wd.sum(axis=1, keepdims=True)
+    U = rng.standard_normal((600, 7))
+    exact = linalg.solve(np.eye(600) - rho * Wd, U)
+    K = nulls._decay_kernel(xy, None, d0, knn=599, reach=40.0)  # nothing truncated
+    np.testing.assert_allclose(nulls._sar_solve(K, rho, U), exact, rtol=1e-5, atol=1e-6)
+    K6 = nulls._decay_kernel(xy, None, d0, knn=512)  # the default truncation: weights below exp(-6) dropped
+    assert K6.nnz < K.nnz / 2 and abs(K6 - K6.T).max() == 0
+    from_distances = nulls._decay_kernel(None, D, d0, knn=512)
+    assert abs(from_distances - K6).max() < 1e-12
+
+
+def test_sparse_spatial_lag_is_calibrated_and_fits_like_the_dense_one():
+    rng = np.random.default_rng(8)
+    N = 1500
+    xy = rng.random((N, 2)) * 10
+    D = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1))
+    L = linalg.cholesky(np.exp(-D / 1.5) + 1e-8 * np.eye(N), lower=True)
+    x0 = L @ rng.standard_normal(N)
+    rho, d0 = nulls._sar_fit(x0, D)  # the process's parameters, fitted once
+    fits = {m: float(nulls.variogram_fit(x0, nulls.spatial_lag(x0, xy, n=60, seed=0, method=m, rho=rho, d0=d0), xy)["r2"].median())
+            for m in ("dense", "sparse")}
+    assert abs(fits["sparse"] - fits["dense"]) < 0.1, fits
+    hits = {"sparse": [], "naive": []}
+    for rep in range(12):
+        x = L @ rng.standard_normal(N)
+        surr = nulls.spatial_lag(x, xy, n=199, seed=rep, method="sparse", rho=rho, d0=d0)
+        naive = nulls.naive(x, n=199, seed=rep)
+        for _ in range(5):  # independent smooth maps: any rejection is a false positive
+            y = L @ rng.standard_normal(N)
+            hits["sparse"].append(nulls.correlate(x, y, surr)["p"] < 0.05)
+            hits["naive"].append(nulls.correlate(x, y, naive)["p"] < 0.05)
+    fpr = {k: float(np.mean(v)) for k, v in hits.items()}
+    print("sparse spatial-lag null, false-positive rate at 0.05:", fpr)
+    assert fpr["sparse"] <= 0.12, fpr
+    assert fpr["naive"] > 3 * max(fpr["sparse"], 0.05), fpr
