@@ -21,6 +21,7 @@ storage).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -169,6 +170,31 @@ class GeneIndex:
         return np.asarray(self.cells[a:b]), np.asarray(self.values[a:b])
 
 
+def _bucket_pass(csr, chunk_nnz, per, n_buckets, handles, counts, totals, flags, progress, name) -> None:
+    """The one streaming pass of the index build: each block's values appended to their gene bucket."""
+    bar = tqdm(total=csr.nnz, unit="value", unit_scale=True, desc=f"indexing {name}", disable=not progress, leave=False)
+    with bar:
+        for a, b, data, indices, ptr in iter_blocks(csr, row_blocks(csr.indptr, chunk_nnz)):
+            n = indices.size
+            cells_b, genes_b, vals_b = np.empty(n, np.uint32), np.empty(n, np.uint32), np.empty(n, np.float32)
+            row_tot = np.zeros(b - a)
+            edges = _bucket_block(indices, data, ptr, a, per, n_buckets, cells_b, genes_b, vals_b, row_tot)
+            totals[a:b] = row_tot
+            counts += np.bincount(indices, minlength=csr.n_var)
+            if n:
+                flags["integer"] = flags["integer"] and bool(np.all(vals_b == np.round(vals_b)))
+                flags["vmax"] = max(flags["vmax"], float(vals_b.max()))
+                flags["vmin"] = min(flags["vmin"], float(vals_b.min()))
+            for k in range(n_buckets):
+                lo, hi = int(edges[k]), int(edges[k + 1])
+                if hi > lo:
+                    h = handles[k]
+                    cells_b[lo:hi].tofile(h[0])
+                    genes_b[lo:hi].tofile(h[1])
+                    vals_b[lo:hi].tofile(h[2])
+            bar.update(int(ptr[-1]))
+
+
 def build_gene_index(
     path: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -229,37 +255,18 @@ def build_gene_index(
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "buckets").mkdir(parents=True)
     entry = 4 + 4 + 4  # cell, gene, value while bucketing
-    n_buckets = int(max(1, min(csr.n_var, np.ceil(csr.nnz * entry * 2 / (memory_gb * 1e9)))))
+    # 3 open files per bucket: at most 256 buckets keeps well under the usual limit of 1,024 descriptors
+    n_buckets = int(max(1, min(csr.n_var, 256, np.ceil(csr.nnz * entry * 2 / (memory_gb * 1e9)))))
     per = int(np.ceil(csr.n_var / n_buckets))
     counts = np.zeros(csr.n_var, dtype=np.int64)
     totals = np.zeros(csr.n_obs)
-    integer, vmin, vmax = True, 0.0, 0.0
+    flags = {"integer": True, "vmin": 0.0, "vmax": 0.0}
     try:
-        handles = [[open(partial / "buckets" / f"{b}.{kind}", "ab") for kind in ("cell", "gene", "value")] for b in range(n_buckets)]
-        bar = tqdm(total=csr.nnz, unit="value", unit_scale=True, desc=f"indexing {path.name}", disable=not progress, leave=False)
-        with bar:
-            for a, b, data, indices, ptr in iter_blocks(csr, row_blocks(csr.indptr, chunk_nnz)):
-                n = indices.size
-                cells_b, genes_b, vals_b = np.empty(n, np.uint32), np.empty(n, np.uint32), np.empty(n, np.float32)
-                row_tot = np.zeros(b - a)
-                edges = _bucket_block(indices, data, ptr, a, per, n_buckets, cells_b, genes_b, vals_b, row_tot)
-                totals[a:b] = row_tot
-                counts += np.bincount(indices, minlength=csr.n_var)
-                if n:
-                    integer = integer and bool(np.all(vals_b == np.round(vals_b)))
-                    vmax = max(vmax, float(vals_b.max()))
-                    vmin = min(vmin, float(vals_b.min()))
-                for k in range(n_buckets):
-                    lo, hi = int(edges[k]), int(edges[k + 1])
-                    if hi > lo:
-                        h = handles[k]
-                        cells_b[lo:hi].tofile(h[0])
-                        genes_b[lo:hi].tofile(h[1])
-                        vals_b[lo:hi].tofile(h[2])
-                bar.update(int(ptr[-1]))
-        for h in handles:
-            for fh in h:
-                fh.close()
+        with contextlib.ExitStack() as files:
+            handles = [[files.enter_context(open(partial / "buckets" / f"{b}.{kind}", "ab")) for kind in ("cell", "gene", "value")]
+                       for b in range(n_buckets)]
+            _bucket_pass(csr, chunk_nnz, per, n_buckets, handles, counts, totals, flags, progress, path.name)
+        integer, vmin, vmax = flags["integer"], flags["vmin"], flags["vmax"]
         value_dtype = np.uint16 if integer and vmin >= 0 and vmax <= np.iinfo(np.uint16).max else np.float32
         gene_ptr = np.concatenate([[0], np.cumsum(counts)])
         np.save(partial / "gene_ptr.npy", gene_ptr)
