@@ -8,7 +8,9 @@ The nulls here keep the autocorrelation:
   the eigenvectors of the doubly centred weight matrix (Moran eigenvector maps) get random
   signs (``"singleton"``) or random rotations within pairs (``"pair"``);
 * :func:`spatial_lag` — spatial-lag (SAR) ensembles (Burt et al. 2018): ``x = (I - rho W)^-1 u``
-  with ``W_ij = exp(-d_ij / d0)``, ``rho`` and ``d0`` fitted to the map, ``u`` white noise;
+  with ``W_ij = exp(-d_ij / d0)``, ``rho`` and ``d0`` fitted to the map, ``u`` white noise; above
+  3,000 locations ``W`` is sparse (pairs within ``6 d0``) and the system is solved by conjugate
+  gradients, so cell- and voxel-scale maps run without an N x N matrix;
 * :func:`variogram` — variogram-matching surrogates (Burt et al. 2020): a permutation of ``x``
   smoothed over k nearest neighbours plus white noise, with ``k`` and the mix chosen so the
   surrogate's variogram matches the map's; batched, sparse for large ``N``, with a sampled variant
@@ -38,6 +40,9 @@ variogram (Burt 2020)    0.05                0.03                0.045          
 randomisation is liberal under strong autocorrelation, as Markello and Misic (2021) also found;
 the spatial-lag ensemble and variogram matching (defaults; measured 2026-11-30) held the rate
 in every setting measured here. ``tests/test_variogram.py`` adds 3-D point clouds (200 points).
+The sparse spatial-lag path (1,500 points, L = 1.5 on a 10 x 10 square, 60 pairs, 199 surrogates;
+2026-12-01, ``tests/test_nulls.py``): 0.067, against 0.70 for the naive permutation; its
+surrogates' variogram fit equals the dense model's (median r2 0.307 vs 0.302 at 2,500 points).
 
 References
 ----------
