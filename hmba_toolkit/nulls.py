@@ -60,8 +60,10 @@ from scipy import linalg, optimize, stats
 from scipy.sparse import linalg as splinalg
 from scipy.spatial import cKDTree
 
+from ._arrays import zscore_rows
 from .errors import HmbaToolkitError
 from .variograms import VariogramGeometry, _check_map, _r2, variogram_fit
+from .weights import _coords
 
 __all__ = ["naive", "moran", "spatial_lag", "variogram", "variogram_fit", "moran_eigenvectors", "correlate"]
 
@@ -72,21 +74,12 @@ def _distances(coords, distances) -> np.ndarray:
         if D.ndim != 2 or D.shape[0] != D.shape[1]:
             raise HmbaToolkitError(f"distances must be square, got {D.shape}")
         return D
-    c = np.asarray(coords, dtype=float)
-    if c.ndim == 1:
-        c = c[:, None]
-    if c.ndim != 2:
-        raise HmbaToolkitError(f"coords must be (N, d), got {c.shape}")
+    c = _coords(coords)
     return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
 
 
 def _check(x, D) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    if x.ndim != 1 or x.size != D.shape[0]:
-        raise HmbaToolkitError(f"x must have one value per location ({D.shape[0]}), got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise HmbaToolkitError("x has NaN or infinite values")
-    return x
+    return _check_map(x, D.shape[0])
 
 
 def _check_n(n) -> int:
@@ -192,8 +185,7 @@ def _decay_kernel(coords, distances, d0: float, knn: int, reach: float = 6.0) ->
     """Symmetric sparse ``exp(-d / d0)`` between points closer than ``reach * d0``, each point keeping
     at most its ``knn`` nearest neighbours (a pair kept by either end is kept), zero diagonal."""
     if coords is not None:
-        c = np.asarray(coords, dtype=float)
-        c = c[:, None] if c.ndim == 1 else c
+        c = _coords(coords)
         d, idx = cKDTree(c).query(c, k=knn + 1, distance_upper_bound=reach * d0)
         d, idx = d[:, 1:], idx[:, 1:]
         lone = np.flatnonzero(~np.isfinite(d[:, 0]))
@@ -295,13 +287,9 @@ def spatial_lag(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None,
     else:
         if not 2 <= knn < N:
             raise HmbaToolkitError(f"knn must be between 2 and N - 1 = {N - 1}, got {knn}")
-        x = np.asarray(x, dtype=float)
-        if x.ndim != 1 or x.size != N:
-            raise HmbaToolkitError(f"x must have one value per location ({N}), got shape {x.shape}")
-        if not np.isfinite(x).all():
-            raise HmbaToolkitError("x has NaN or infinite values")
-        if coords is not None and not np.isfinite(np.asarray(coords, dtype=float)).all():
-            raise HmbaToolkitError("coords have NaN or infinite values")
+        x = _check_map(x, N)
+        if coords is not None:
+            coords = _coords(coords)
         if rho is None or d0 is None:
             sub = np.sort(np.random.default_rng([seed, 17]).choice(N, size=min(N, fit_sample), replace=False))
             Dsub = _distances(None if coords is None else np.asarray(coords, dtype=float)[sub],
@@ -333,10 +321,12 @@ def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson") -> dict:
         nulls = np.apply_along_axis(stats.rankdata, 1, nulls)
     elif method != "pearson":
         raise HmbaToolkitError(f"method={method!r} is not 'pearson' or 'spearman'")
-    yz = (y - y.mean()) / y.std()
-    r = float(np.mean((x - x.mean()) / x.std() * yz))
-    nz = (nulls - nulls.mean(axis=1, keepdims=True)) / nulls.std(axis=1, keepdims=True)
-    rn = (nz * yz).mean(axis=1)
+    for name, v in (("x", x), ("y", y)):
+        if not np.isfinite(v).all() or v.std() == 0:
+            raise HmbaToolkitError(f"{name} must be a finite, non-constant map")
+    yz = zscore_rows(y[None, :])[0]
+    r = float(np.mean(zscore_rows(x[None, :])[0] * yz))
+    rn = (zscore_rows(nulls) * yz).mean(axis=1)
     p = (1 + np.sum(np.abs(rn) >= abs(r) - 1e-12)) / (1 + len(rn))
     return {"r": r, "p": float(p), "n_nulls": len(rn)}
 

@@ -50,6 +50,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
 from .errors import HmbaToolkitError
+from .weights import _coords
 
 __all__ = ["smoothed_variogram", "variogram_fit", "VariogramGeometry"]
 
@@ -130,13 +131,7 @@ def _as_points(coords, distances) -> tuple[np.ndarray | None, np.ndarray | None]
         if (off <= 0).any():
             raise HmbaToolkitError("distances has zero distances between different locations (duplicated locations)")
         return None, D
-    c = np.asarray(coords, dtype=float)
-    if c.ndim == 1:
-        c = c[:, None]
-    if c.ndim != 2:
-        raise HmbaToolkitError(f"coords must be an (N, d) array, got shape {c.shape}")
-    if not np.isfinite(c).all():
-        raise HmbaToolkitError("coords has NaN or infinite values")
+    c = _coords(coords)
     if len(np.unique(c, axis=0)) < len(c):
         raise HmbaToolkitError("coords has duplicated locations; average the values of each location first")
     return c, None

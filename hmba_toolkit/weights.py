@@ -21,11 +21,14 @@ __all__ = ["knn_weights", "distance_band_weights", "exponential_weights", "row_s
 
 
 def _coords(coords) -> np.ndarray:
+    """Positions as a finite float (N, d) array (1-D input is one coordinate per location)."""
     c = np.asarray(coords, dtype=float)
     if c.ndim == 1:
         c = c[:, None]
-    if c.ndim != 2 or not np.isfinite(c).all():
-        raise HmbaToolkitError(f"coords must be a finite (N, d) array, got shape {c.shape}")
+    if c.ndim != 2:
+        raise HmbaToolkitError(f"coords must be an (N, d) array, got shape {c.shape}")
+    if not np.isfinite(c).all():
+        raise HmbaToolkitError(f"coords has {int((~np.isfinite(c)).any(axis=1).sum())} locations with NaN or infinite values")
     return c
 
 

@@ -136,7 +136,7 @@ def test_fpr_of_variogram_nulls_on_a_3d_point_cloud():
         ({"knn": 1}, "knn must be between 2 and N - 1 = 49"),
         ({"pv": 0}, "pv must be a percentile"),
         ({"coords": np.zeros((50, 2))}, "duplicated locations"),
-        ({"coords": np.r_[np.full((1, 2), np.nan), np.random.default_rng(0).random((49, 2))]}, "coords has NaN"),
+        ({"coords": np.r_[np.full((1, 2), np.nan), np.random.default_rng(0).random((49, 2))]}, "coords has 1 locations with NaN"),
         ({"coords": np.random.default_rng(0).random((8, 2)), "x": np.arange(8.0)}, "at least 10 locations"),
     ],
 )

@@ -41,17 +41,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._arrays import zscore_rows
 from ..de._result import bh_adjust
 from ..errors import HmbaToolkitError
 from .enrichment import ENRICHMENT_COLUMNS, _restrict
 
 __all__ = ["map_enrichment", "gene_map_correlations", "coexpression_matched_sets"]
-
-
-def _zscore_rows(A: np.ndarray) -> np.ndarray:
-    A = A - A.mean(axis=1, keepdims=True)
-    sd = np.sqrt((A * A).mean(axis=1, keepdims=True))
-    return np.divide(A, sd, out=np.zeros_like(A), where=sd > 0)
 
 
 def _aligned_map(expression: pd.DataFrame, brain_map) -> np.ndarray:
@@ -93,9 +88,9 @@ def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.nd
     E = E[:, keep]
     if E.shape[1] == 0:
         raise HmbaToolkitError("expression has no gene with complete, varying values across its regions")
-    Ez = _zscore_rows(E.T)  # genes x regions
+    Ez = zscore_rows(E.T)  # genes x regions
     R = len(m)
-    r = Ez @ _zscore_rows(m[None, :])[0] / R
+    r = Ez @ zscore_rows(m[None, :])[0] / R
     null = None
     if surrogates is not None:
         S = np.asarray(surrogates, dtype=float)
@@ -103,7 +98,7 @@ def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.nd
             raise HmbaToolkitError(f"surrogates must be an (n, {R}) array of maps over the regions of expression, got {S.shape}")
         if not np.isfinite(S).all():
             raise HmbaToolkitError("surrogates has NaN or infinite values")
-        null = Ez @ _zscore_rows(S).T / R
+        null = Ez @ zscore_rows(S).T / R
     return pd.Series(r, index=expression.columns[keep], name="r"), null
 
 
@@ -197,7 +192,7 @@ def coexpression_matched_sets(
         raise HmbaToolkitError("expression must be a regions x genes DataFrame")
     E = expression.to_numpy(float)
     e = expression.loc[:, np.isfinite(E).all(axis=0) & (np.nanstd(E, axis=0) > 0)]  # as gene_map_correlations
-    Z = _zscore_rows(e.to_numpy(float).T)  # genes x regions
+    Z = zscore_rows(e.to_numpy(float).T)  # genes x regions
     C = (Z @ Z.T) / Z.shape[1]
     pos = {g: i for i, g in enumerate(map(str, e.columns))}
     sets, _ = _restrict(gene_sets, set(pos), min_size, max_size)
