@@ -67,6 +67,7 @@ bench: bench-env
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_aggregate.py 200000 5000 60
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_unionize.py 1000
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_stream.py 200000 20000 1500
+	OMP_NUM_THREADS=2 $(BIN)/python bench/bench_spatial_lag.py 2500 30000 100
 
 clean:
 	rm -rf build $(VENV)
