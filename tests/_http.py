@@ -9,10 +9,45 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+
+def _serve(handler, body: bytes, *, cut: int | None = None, pause: tuple[int, float] | None = None,
+           headers: dict[str, str] | None = None) -> None:
+    """Answer a GET with ``body``, honouring ``Range``; optionally drop the connection after ``cut``
+    bytes, or go silent for ``pause[1]`` seconds after ``pause[0]`` bytes (fault injection)."""
+    start = 0
+    rng = handler.headers.get("Range")
+    if rng:
+        start = int(rng.split("=")[1].split("-")[0])
+        if start >= len(body):
+            return handler._send(416, b"")
+        handler.send_response(206)
+        handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+    else:
+        handler.send_response(200)
+    payload = body[start:]
+    handler.send_header("Content-Length", str(len(payload)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    if cut is not None and cut < len(payload):
+        handler.wfile.write(payload[:cut])
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
+        return
+    if pause is not None and pause[0] < len(payload):
+        handler.wfile.write(payload[:pause[0]])
+        handler.wfile.flush()
+        time.sleep(pause[1])
+        handler.close_connection = True
+        return
+    handler.wfile.write(payload)
 
 
 class BucketServer:
@@ -42,8 +77,6 @@ class BucketServer:
                 path = (server.root / rel).resolve()
                 if not path.is_file() or not path.is_relative_to(server.root.resolve()):
                     return self._send(404, b"<Error><Code>NoSuchKey</Code></Error>")
-                import time
-
                 if server.delay:
                     time.sleep(server.delay)
                 if rel in server.stall:
@@ -51,35 +84,8 @@ class BucketServer:
                 body = path.read_bytes()
                 if rel in server.corrupt:
                     body = bytes([body[0] ^ 0xFF]) + body[1:]
-                start = 0
-                rng = self.headers.get("Range")
-                if rng:
-                    start = int(rng.split("=")[1].split("-")[0])
-                    if start >= len(body):
-                        return self._send(416, b"")
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                else:
-                    self.send_response(200)
-                payload = body[start:]
-                self.send_header("Content-Length", str(len(payload)))
-                self.send_header("Accept-Ranges", "bytes")
-                self.end_headers()
-                cut = server.cut_after.pop(rel, None)
-                if cut is not None and cut < len(payload):
-                    self.wfile.write(payload[:cut])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                pause = server.stall_after.get(rel)
-                if pause is not None and pause[0] < len(payload):
-                    self.wfile.write(payload[:pause[0]])
-                    self.wfile.flush()
-                    time.sleep(pause[1])
-                    self.close_connection = True
-                    return
-                self.wfile.write(payload)
+                return _serve(self, body, cut=server.cut_after.pop(rel, None), pause=server.stall_after.get(rel),
+                              headers={"Accept-Ranges": "bytes"})
 
             def _list(self, prefix: str):
                 base = server.root / prefix
@@ -129,7 +135,6 @@ class AllenApiServer:
     def __init__(self, records: list[dict], zips: dict[int, bytes], *, delay: float = 0.0):
         import json
         import re
-        import time
 
         self.records = records
         self.zips = zips
@@ -187,26 +192,7 @@ class AllenApiServer:
                         server.corrupt_once.discard(sds)
                         mid = len(body) // 2
                         body = body[:mid] + bytes([body[mid] ^ 0xFF]) + body[mid + 1:]
-                    start = 0
-                    rng = self.headers.get("Range")
-                    if rng:
-                        start = int(rng.split("=")[1].split("-")[0])
-                        self.send_response(206)
-                        self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                    else:
-                        self.send_response(200)
-                    payload = body[start:]
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.send_header("Content-Type", "application/zip")
-                    self.end_headers()
-                    cut = server.cut_after.pop(sds, None)
-                    if cut is not None and cut < len(payload):
-                        self.wfile.write(payload[:cut])
-                        self.wfile.flush()
-                        self.close_connection = True
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                        return
-                    self.wfile.write(payload)
+                    return _serve(self, body, cut=server.cut_after.pop(sds, None), headers={"Content-Type": "application/zip"})
                 finally:
                     with lock:
                         server.active -= 1
