@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,29 @@ def atomic_path(final: str | os.PathLike, suffix: str = ".part") -> Iterator[Pat
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike, staging: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Yield an empty staging folder; on success it replaces ``final`` (an old ``final`` is removed).
+
+    The folder counterpart of :func:`atomic_path`: nothing appears under the final name unless the
+    block completed, and on an exception the staging folder is removed. ``staging`` defaults to
+    ``.<name>.partial`` beside ``final``; a leftover from an interrupted run is cleared first, so
+    callers that may race hold a :func:`file_lock`.
+    """
+    final = Path(final)
+    tmp = Path(staging) if staging is not None else final.with_name(f".{final.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

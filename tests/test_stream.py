@@ -141,7 +141,7 @@ def test_gene_index_detects_a_changed_source(human, tmp_path):
         read_genes(src, ["NOPE"], gene_column="gene_symbol", progress=False)
     rebuilt = stream.build_gene_index(src, progress=False)
     assert read_genes(src, ["DRD1"], gene_column="gene_symbol", progress=False).attrs["source"] == "gene_index"
-    assert not rebuilt.with_name(rebuilt.name + ".partial").exists()
+    assert not rebuilt.with_name(f".{rebuilt.name}.partial").exists()
 
 
 def test_aggregate_on_a_two_worker_dask_cluster_equals_one_process(human):

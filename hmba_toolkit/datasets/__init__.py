@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from .._files import file_lock
+from .._files import atomic_dir, file_lock
 
 __all__ = [
     "fetch_demo", "fetch_demo_ahba", "fetch_demo_brainspan", "fetch_demo_mouse_ish",
@@ -72,16 +70,9 @@ def _materialize(name: str, modules: tuple[str, ...], build: Callable[[Path], No
     with file_lock(top / f".{name}.lock"):
         if stamp.exists() and stamp.read_text() == fingerprint:
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=top))
-        try:
+        with atomic_dir(final) as tmp:
             build(tmp)
             (tmp / ".complete").write_text(fingerprint)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return final
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._files import file_lock
+from .._files import atomic_dir, file_lock
 from ..errors import DataFormatError, HmbaToolkitError
 from .download import download_file
 
@@ -81,20 +81,11 @@ def unpack_zip(archive: str | os.PathLike, folder: str | os.PathLike, required: 
             missing = [r for r in required if r not in members]
             if missing:
                 raise DataFormatError(f"{archive}: lacks {missing}; it holds {sorted(members)}")
-            staging = folder.with_name(f".{folder.name}.unpacking")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            try:
+            with atomic_dir(folder, folder.with_name(f".{folder.name}.unpacking")) as staging:
                 for name, info in sorted(members.items()):
                     with zf.open(info) as src, open(staging / name, "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
                 (staging / _MARKER).write_text("\n".join(sorted(members)) + "\n", encoding="utf-8")
-                if folder.exists():
-                    shutil.rmtree(folder)
-                os.replace(staging, folder)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
     except (zipfile.BadZipFile, EOFError) as exc:
         raise IntegrityError(f"{archive}: not a complete zip ({exc})") from exc
     return folder

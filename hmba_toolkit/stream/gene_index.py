@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .._files import md5sum
+from .._files import atomic_dir, md5sum
 from ..errors import DataFormatError, HmbaToolkitError
-from ..io.h5ad import gene_positions, read_h5ad_var
-from ._blocks import iter_blocks, open_csr, read_obs_names, row_blocks
+from ..io.h5ad import gene_positions, read_h5ad_obs_names, read_h5ad_var
+from ._blocks import iter_blocks, open_csr, row_blocks
 
 __all__ = ["build_gene_index", "GeneIndex", "default_index_path", "has_gene_index", "read_genes"]
 
@@ -225,7 +225,7 @@ def build_gene_index(
     Returns
     -------
     pathlib.Path
-        The index folder (built under ``<out>.partial`` and renamed when complete).
+        The index folder (built under ``.<name>.partial`` beside it and renamed when complete).
 
     Examples
     --------
@@ -251,9 +251,6 @@ def build_gene_index(
     if csr.n_obs >= 2**32:
         raise HmbaToolkitError(f"{path}: {csr.n_obs} cells exceed the index's uint32 cell ids")
     source = {**_stat(path), "md5": md5sum(path)}
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / "buckets").mkdir(parents=True)
     entry = 4 + 4 + 4  # cell, gene, value while bucketing
     # 3 open files per bucket: at most 256 buckets keeps well under the usual limit of 1,024 descriptors
     n_buckets = int(max(1, min(csr.n_var, 256, np.ceil(csr.nnz * entry * 2 / (memory_gb * 1e9)))))
@@ -261,7 +258,8 @@ def build_gene_index(
     counts = np.zeros(csr.n_var, dtype=np.int64)
     totals = np.zeros(csr.n_obs)
     flags = {"integer": True, "vmin": 0.0, "vmax": 0.0}
-    try:
+    with atomic_dir(out) as partial:
+        (partial / "buckets").mkdir()
         with contextlib.ExitStack() as files:
             handles = [[files.enter_context(open(partial / "buckets" / f"{b}.{kind}", "ab")) for kind in ("cell", "gene", "value")]
                        for b in range(n_buckets)]
@@ -294,12 +292,6 @@ def build_gene_index(
                 "n_obs": csr.n_obs, "n_var": csr.n_var, "nnz": csr.nnz, "value_dtype": np.dtype(value_dtype).name,
                 "source_dtype": np.dtype(csr.dtype).name}
         (partial / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return out
 
 
@@ -356,7 +348,7 @@ def read_genes(
         raise HmbaToolkitError("genes must be a list, not one string")
     path = Path(path)
     csr = open_csr(path, layer)
-    obs_names = read_obs_names(path)
+    obs_names = read_h5ad_obs_names(path)
     cols = gene_positions(read_h5ad_var(path), genes, gene_column, path)
     out = np.zeros((csr.n_obs, len(cols)), dtype=np.float32)
     gi = _usable_index(path, layer, index)
