@@ -57,7 +57,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy import linalg, optimize, stats
-from scipy.sparse import linalg as splinalg
 from scipy.spatial import cKDTree
 
 from ._arrays import zscore_rows
@@ -76,10 +75,6 @@ def _distances(coords, distances) -> np.ndarray:
         return D
     c = _coords(coords)
     return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
-
-
-def _check(x, D) -> np.ndarray:
-    return _check_map(x, D.shape[0])
 
 
 def _check_n(n) -> int:
@@ -274,7 +269,7 @@ def spatial_lag(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None,
     rng = np.random.default_rng(seed)
     if method == "dense":
         D = _distances(coords, distances)
-        x = _check(x, D)
+        x = _check_map(x, D.shape[0])
         if rho is None or d0 is None:
             f_rho, f_d0 = _sar_fit(x, D)
             rho = f_rho if rho is None else rho

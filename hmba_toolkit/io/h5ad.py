@@ -56,10 +56,12 @@ def _check_csr(path: Path, f: h5py.File) -> h5py.Group:
 
 
 def read_h5ad_obs_names(path: str | os.PathLike) -> pd.Index:
-    """The ``cell_label`` index of an h5ad file, read without touching ``X``."""
+    """The ``cell_label`` index of an h5ad file, read without touching ``X`` or the other ``obs`` columns."""
     path = Path(path)
     with open_h5ad(path) as f:
-        return read_elem(f["obs"]).index
+        obs = f["obs"]
+        name = obs.attrs.get("_index", "_index")
+        return pd.Index(read_elem(obs[name]), name=None if name == "_index" else name)
 
 
 def read_h5ad_var(path: str | os.PathLike) -> pd.DataFrame:

@@ -11,7 +11,6 @@ import h5py
 import numba
 import numpy as np
 import pandas as pd
-from anndata.io import read_elem
 
 from ..errors import DataFormatError, HmbaToolkitError
 from ..io.h5ad import open_h5ad
@@ -50,20 +49,6 @@ def open_csr(path: str | os.PathLike, layer: str | None = None) -> CsrFile:
     if indptr.size != n_obs + 1 or (np.diff(indptr) < 0).any():
         raise DataFormatError(f"{path}: {key}/indptr is not a valid row pointer for {n_obs} rows")
     return CsrFile(path, key, n_obs, n_var, indptr, dtype)
-
-
-def read_obs_var(path: Path):
-    """obs and var tables of an h5ad (no matrix)."""
-    with h5py.File(path, "r") as f:
-        return read_elem(f["obs"]), read_elem(f["var"])
-
-
-def read_obs_names(path: Path) -> pd.Index:
-    """Only the ``obs`` index (cell labels) of an h5ad: what a gene query needs from ``obs``."""
-    with h5py.File(path, "r") as f:
-        obs = f["obs"]
-        name = obs.attrs.get("_index", "_index")
-        return pd.Index(read_elem(obs[name]), name=None if name == "_index" else name)
 
 
 def row_blocks(indptr: np.ndarray, chunk_nnz: int, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:

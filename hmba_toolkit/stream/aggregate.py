@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from .._groups import group_codes
 from ..errors import HmbaToolkitError
-from ._blocks import iter_blocks, open_csr, read_obs_var, row_blocks, row_scale_log2cpm
+from ..io.h5ad import read_h5ad_obs_names, read_h5ad_var
+from ._blocks import iter_blocks, open_csr, row_blocks, row_scale_log2cpm
 
 __all__ = ["aggregate", "NORMALIZATIONS"]
 
@@ -146,8 +147,8 @@ def aggregate(
         raise HmbaToolkitError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}")
     path = Path(path)
     csr = open_csr(path, layer)
-    file_obs, var = read_obs_var(path)
-    codes, combos = group_codes(obs, by, file_obs.index, source=str(path))
+    var = read_h5ad_var(path)
+    codes, combos = group_codes(obs, by, read_h5ad_obs_names(path), source=str(path))
     n_groups = len(combos)
     blocks = row_blocks(csr.indptr, chunk_nnz)
     codes_by_block = [codes[a:b] for a, b in blocks]
