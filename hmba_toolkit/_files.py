@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+try:  # POSIX (Linux, macOS)
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+try:
+    import msvcrt
+except ImportError:
+    msvcrt = None
 
 _CHUNK = 1 << 20
 
@@ -75,12 +83,38 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """An exclusive advisory lock (``flock``) held for the block: other processes wait for it."""
+    """An exclusive advisory lock held for the block: other processes wait for it.
+
+    ``flock`` on POSIX systems; on Windows a blocking ``msvcrt.locking`` of the lock file's first
+    byte. Where neither exists the block runs unlocked (one process at a time is then the caller's
+    responsibility).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with open(path, "a+b") as fh:
+        _lock(fh)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            _unlock(fh)
+
+
+def _lock(fh) -> None:
+    if fcntl is not None:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+    elif msvcrt is not None:  # pragma: no cover - Windows
+        fh.seek(0)
+        while True:  # LK_LOCK retries for 10 s and then raises: wait as long as flock would
+            try:
+                msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue
+
+
+def _unlock(fh) -> None:
+    if fcntl is not None:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    elif msvcrt is not None:  # pragma: no cover - Windows
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)

@@ -16,8 +16,9 @@ import os  # noqa: E402
 # The loopback test servers speak plain http: allow it explicitly (the toolkit refuses http by default).
 os.environ["HMBA_TOOLKIT_ALLOW_HTTP"] = "1"
 
-# CI clones the repository beside shared/; HMBA_TOOLKIT_FIXTURES points elsewhere if needed
-FIXTURES = Path(os.environ.get("HMBA_TOOLKIT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+# Real reference files the tests read (sources and licences: tests/data/README.md). They live in the
+# repository: a fresh clone runs the whole suite with nothing beside it.
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +36,6 @@ def cache(demo_root):
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.fail(f"the shared fixtures are missing: expected {FIXTURES}")
     return FIXTURES
 
 

@@ -18,7 +18,7 @@ def test_errors_share_one_base_class():
 
 
 def test_real_manifest_excerpt_parses(fixtures_dir):
-    m = Manifest.from_path(fixtures_dir.parent / "hmba_reference" / "manifest_20250531_HMBA_excerpt.json")
+    m = Manifest.from_path(fixtures_dir / "hmba_reference" / "manifest_20250531_HMBA_excerpt.json")
     assert m.version == "20250531"
     e = m.file_entry("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/log2")
     assert e.size == 17308829774 and e.md5 == "15551f46a92fbcb3b9ddfd64fe255e19"

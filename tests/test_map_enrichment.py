@@ -23,7 +23,7 @@ _SUBCORTEX = {"accumb": "accumbensarea", "amyg": "amygdala", "caud": "caudate", 
 
 @pytest.fixture(scope="module")
 def ahba_regions(fixtures_dir):
-    e = pd.read_csv(fixtures_dir / "ahba" / "enigma_ahba_desikankilliany_stable_r0.6.csv", index_col=0).dropna()
+    e = pd.read_csv(fixtures_dir / "ahba" / "enigma_ahba_desikankilliany_stable_r0.6.csv.gz", index_col=0).dropna()
     atlas = desikan_killiany()
     ids = {(r.hemisphere, r.label): i for i, r in atlas.info.iterrows()}
     rows = [ids[(n[0], n[2:])] if n[1] == "_" else ids[(n[0], _SUBCORTEX[n[1:]])] for n in e.index]

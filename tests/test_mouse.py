@@ -267,7 +267,7 @@ def test_bulk_download_offline_stops_early_and_keeps_nothing_final(tmp_path):
 
 
 def test_human_orthologs_follow_the_allen_homolog_ids(fixtures_dir):
-    abi = pd.read_csv(fixtures_dir / "mouse_ish" / "ABI_genes.csv", dtype=str).dropna(subset=["homologous_human_ID"])
+    abi = pd.read_csv(fixtures_dir / "mouse_ish" / "ABI_genes.csv.gz", dtype=str).dropna(subset=["homologous_human_ID"])
     abi["mouse"] = abi["acronym"].str.rstrip("*")
     pairs = {(m, int(h)) for m, v in zip(abi["mouse"], abi["homologous_human_ID"]) for h in v.split("|")}
     table = mouse.human_orthologs(one_to_one=False)
