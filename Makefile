@@ -17,9 +17,9 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 env: $(STAMP)
 
-$(STAMP): binder/requirements.txt pyproject.toml
+$(STAMP): binder/requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r binder/requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -48,12 +48,18 @@ docs: $(STAMP)
 	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs build/docs
 	@echo "documentation in build/docs/index.html"
 
+# Two locks from one resolution: binder/requirements.txt pins `.[notebooks]` (what Binder and the tutorials need);
+# requirements-dev.txt adds the test and docs packages at versions compatible with it.
+LOCK_HEADER_NB := "\# Exact pins of \`.[notebooks]\`: the tutorials' environment (Binder, make demo, committed notebook outputs).\n\# Regenerate with: make lock (test and docs pins: requirements-dev.txt)"
+LOCK_HEADER_DEV := "\# Exact pins of \`.[dev]\` (tutorials + tests + docs): the environment of make test and CI.\n\# Regenerate with: make lock\n-r binder/requirements.txt"
 lock:
-	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
-	build/lockenv/bin/pip install --quiet -e ".[notebooks,test,scale,docs]"
-	{ echo "# Exact pins: the reference environment (make demo/test, Binder, committed notebook outputs)."; \
-	  echo "# Regenerate with: make lock"; \
-	  build/lockenv/bin/pip freeze --exclude-editable --all | grep -v -E '^(pip|hmba.toolkit)=='; } > binder/requirements.txt
+	rm -rf build/lock-nb build/lock-dev
+	$(PYTHON) -m venv build/lock-nb && $(PYTHON) -m venv build/lock-dev
+	build/lock-nb/bin/pip install --quiet -c tools/lock-constraints.txt ".[notebooks]"
+	{ echo -e $(LOCK_HEADER_NB); build/lock-nb/bin/pip freeze --exclude-editable --all | grep -v -E '^(pip|hmba.toolkit)=='; } > binder/requirements.txt
+	build/lock-dev/bin/pip install --quiet -c tools/lock-constraints.txt -c binder/requirements.txt ".[dev]"
+	{ echo -e $(LOCK_HEADER_DEV); build/lock-dev/bin/pip freeze --exclude-editable --all | grep -v -E '^(pip|hmba.toolkit)==' \
+	  | grep -v -x -F -f binder/requirements.txt; } > requirements-dev.txt
 
 # Benchmarks against the peers (not part of make test: timings are not tests). BrainSMASH is
 # GPL-3.0: a bench-only dependency, installed here and never imported by the package.
@@ -78,7 +84,7 @@ profile: data
 	mkdir -p build/profile-$(PROFILE)
 	set -e; for nb in $(NOTEBOOKS); do \
 	  name=$$(basename $$nb); \
-	  $(BIN)/python -m hmba_toolkit._notebook_tools params notebooks/params/$(PROFILE).yaml $$nb > build/profile-$(PROFILE)/$${name%.ipynb}.yaml; \
+	  $(BIN)/python tools/notebook_tools.py params notebooks/params/$(PROFILE).yaml $$nb > build/profile-$(PROFILE)/$${name%.ipynb}.yaml; \
 	  $(BIN)/papermill $$nb build/profile-$(PROFILE)/$$name -f build/profile-$(PROFILE)/$${name%.ipynb}.yaml \
 	    --cwd notebooks -k python3 --no-progress-bar; \
 	done
@@ -88,4 +94,4 @@ regenerate: data
 	set -e; for nb in $(NOTEBOOKS); do \
 	  $(BIN)/papermill $$nb $$nb --cwd notebooks -k python3 --execution-timeout 600 --no-progress-bar; \
 	done
-	$(BIN)/python -m hmba_toolkit._notebook_tools strip $(NOTEBOOKS)
+	$(BIN)/python tools/notebook_tools.py strip $(NOTEBOOKS)

@@ -59,7 +59,7 @@ import scipy.sparse as sp
 from scipy import linalg, optimize, stats
 from scipy.spatial import cKDTree
 
-from ._arrays import zscore_rows
+from ._arrays import canonical_signs, zscore_rows
 from .errors import HmbaToolkitError
 from .variograms import VariogramGeometry, _check_map, _r2, variogram_fit
 from .weights import _coords
@@ -95,7 +95,10 @@ def moran_eigenvectors(coords=None, *, distances=None, weights: str = "inverse")
     """Moran eigenvector maps: eigenvalues and eigenvectors of the doubly centred symmetric W.
 
     ``weights="inverse"``: ``w_ij = 1 / d_ij`` (BrainSpace's default for point sets). Eigenpairs with
-    ``|lambda| < 1e-10`` (the constant direction) are dropped; sorted by decreasing eigenvalue.
+    ``|lambda| < 1e-10`` (the constant direction) are dropped; sorted by decreasing eigenvalue (ties
+    by position, a stable sort). Each eigenvector's sign is canonical: its entry of largest
+    magnitude is positive, so that surrogates drawn with a seed are the same whichever LAPACK
+    kernel, BLAS library or thread count computed the decomposition.
     """
     D = _distances(coords, distances)
     with np.errstate(divide="ignore"):
@@ -106,8 +109,10 @@ def moran_eigenvectors(coords=None, *, distances=None, weights: str = "inverse")
     Wc = W - W.mean(axis=0) - W.mean(axis=1)[:, None] + W.mean()
     vals, vecs = linalg.eigh(Wc)
     keep = np.abs(vals) > 1e-10 * np.abs(vals).max()
-    order = np.argsort(vals[keep])[::-1]
-    return vals[keep][order], vecs[:, keep][:, order]
+    order = np.argsort(-vals[keep], kind="stable")
+    vals, vecs = vals[keep][order], vecs[:, keep][:, order]
+    return vals, canonical_signs(vecs)
+
 
 
 def moran(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None, procedure: str = "singleton",

@@ -87,3 +87,29 @@ def test_binder_badge_and_postbuild():
     assert "pip install" in post and "-e ." in post and "hmba_toolkit.datasets" in post
     runtime = (root / "binder" / "runtime.txt").read_text().strip()
     assert re.fullmatch(r"python-3\.\d+", runtime)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_references_carry_dois(path):
+    intro = nbformat.read(path, as_version=4).cells[0].source
+    references = intro[intro.index("References:"):]
+    assert re.search(r"\(https://doi\.org/10\.\d{4,9}/\S+\)", references), "cite at least one paper with a DOI link"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stated_runtime_and_memory_are_the_measured_ones(path):
+    """The first cell states what tools/notebook_memory.py measured (bench/notebook_memory.csv), under 1 GB."""
+    import csv
+    import math
+
+    table = Path(__file__).resolve().parents[1] / "bench" / "notebook_memory.csv"
+    rows = {r["notebook"]: r for r in csv.DictReader(table.open())}
+    assert path.stem in rows, f"{path.stem} not measured: run python tools/notebook_memory.py --write"
+    row = rows[path.stem]
+    intro = nbformat.read(path, as_version=4).cells[0].source
+    runtime = re.search(r"\*\*Runtime:\*\* about (\d+) s", intro)
+    memory = re.search(r"\*\*memory:\*\* peak (\d+) MB", intro)
+    assert runtime and memory, "state '**Runtime:** about N s' and '**memory:** peak M MB'"
+    assert int(memory.group(1)) == 10 * math.ceil(float(row["peak_pss_mb"]) / 10)
+    assert int(runtime.group(1)) == max(5, 5 * round(float(row["seconds"]) / 5))
+    assert float(row["peak_pss_mb"]) < 1024, "every notebook must fit a workshop Binder: under 1 GB"

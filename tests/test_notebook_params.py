@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hmba_toolkit._notebook_tools import parameter_defaults, profile_parameters
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # repository tooling, not the package
+from notebook_tools import parameter_defaults, profile_parameters  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PROFILES = sorted((NOTEBOOKS / "params").glob("*.yaml"))

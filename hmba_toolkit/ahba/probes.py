@@ -22,6 +22,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from .._arrays import canonical_signs
 from ..errors import HmbaToolkitError
 from ..io.ahba import AhbaDonor
 
@@ -103,7 +104,7 @@ def _pc_loading(x: pd.DataFrame, probes: pd.DataFrame) -> pd.Index:
         data = x.loc[ids].to_numpy()
         data = data - data.mean(axis=0)
         _, _, v = np.linalg.svd(data, full_matrices=False)
-        v = v * np.sign(v[np.arange(v.shape[0]), np.abs(v).argmax(axis=1)])[:, None]
+        v = canonical_signs(v.T).T  # components' signs: the same on any LAPACK
         chosen.append(ids[int(np.argmax((data @ v.T)[:, 0]))])
     return pd.Index(chosen)
 

@@ -3,8 +3,8 @@
 The fused kernel visits every stored value once and updates three group x gene accumulators, so
 pseudobulk counts, means, variances and fractions expressing of any grouping (Group x donor x
 region, ...) come from one inflate of the file. Memory is the accumulators plus one block of
-``chunk_nnz`` values, whatever the file's size. With ``client=`` the row blocks become tasks of
-a Dask array on a ``dask.distributed`` cluster; each worker opens the file by path, so on a
+``chunk_nnz`` values, whatever the file's size. With ``client=`` runs of row blocks become tasks
+on a ``dask.distributed`` cluster, added in task order; each worker opens the file by path, so on a
 cluster the h5ad must sit on a shared filesystem.
 
 References
@@ -81,9 +81,8 @@ def _run_blocks(path, key_layer, blocks, codes_by_block, n_groups, n_var, normal
 
 
 def _partial(path, layer, blocks, codes_by_block, n_groups, n_var, normalize):
-    """One Dask task: accumulators of a run of row blocks, stacked (3, groups, genes)."""
-    s, q, n = _run_blocks(path, layer, blocks, codes_by_block, n_groups, n_var, normalize)
-    return np.stack([s, q, n.astype(np.float64)])
+    """One Dask task: the three accumulators of a run of row blocks."""
+    return _run_blocks(path, layer, blocks, codes_by_block, n_groups, n_var, normalize)
 
 
 def aggregate(
@@ -177,8 +176,6 @@ def aggregate(
 
 def _on_dask(client, path, layer, blocks, codes_by_block, n_groups, n_var, normalize, n_tasks):
     try:
-        import dask
-        import dask.array as da
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - the scale extra is in the locked environment
         raise HmbaToolkitError("client= needs dask and distributed: pip install 'hmba_toolkit[scale]'") from exc
@@ -192,15 +189,24 @@ def _on_dask(client, path, layer, blocks, codes_by_block, n_groups, n_var, norma
         workers = max(1, len(client.scheduler_info()["workers"]))
         n_tasks = n_tasks or 2 * workers
         groups = np.array_split(np.arange(len(blocks)), min(n_tasks, len(blocks)))
-        parts = []
-        for idx in groups:
-            task = dask.delayed(_partial)(str(path), layer, [blocks[i] for i in idx], [codes_by_block[i] for i in idx],
-                                          n_groups, n_var, normalize)
-            parts.append(da.from_delayed(task, shape=(3, n_groups, n_var), dtype=np.float64))
-        total = client.compute(da.stack(parts).sum(axis=0)).result()
+        futures = [client.submit(_partial, str(path), layer, [blocks[i] for i in idx], [codes_by_block[i] for i in idx],
+                                 n_groups, n_var, normalize, pure=False) for idx in groups]
+        # partial results are added in task order (the same sums whichever worker finishes first) and released
+        # once added, so at most the tasks in flight and one accumulator are held in memory
+        sums = sumsq = nexpr = None
+        for future in futures:
+            s, q, n = future.result()
+            future.release()
+            if sums is None:
+                sums, sumsq, nexpr = s, q, n
+            else:
+                sums += s
+                sumsq += q
+                nexpr += n
+            del s, q, n
     finally:
         if own is not None:
             cluster = own.cluster
             own.close()
             cluster.close()
-    return total[0], total[1], np.rint(total[2]).astype(np.int64)
+    return sums, sumsq, nexpr

@@ -1,10 +1,10 @@
-"""Maintenance of the tutorial notebooks.
+"""Maintenance of the tutorial notebooks (repository tooling, not part of the installed package).
 
-``python -m hmba_toolkit._notebook_tools strip NB...``: after papermill regenerates a notebook in
+``python tools/notebook_tools.py strip NB...``: after papermill regenerates a notebook in
 place, remove papermill's run metadata and per-cell timings (which change every run) while keeping
 outputs, execution counts and tags, which nbval needs.
 
-``python -m hmba_toolkit._notebook_tools params PROFILE NB``: print the parameters a profile
+``python tools/notebook_tools.py params PROFILE NB``: print the parameters a profile
 (``notebooks/params/<name>.yaml``) gives one notebook, as YAML for ``papermill -f``: the profile's
 ``defaults`` that the notebook's parameters cell defines, then its ``notebooks.<stem>`` entries;
 ``$VARIABLES`` and ``~`` in strings are expanded.
@@ -66,4 +66,4 @@ if __name__ == "__main__":
     elif len(sys.argv) == 4 and sys.argv[1] == "params":
         print(yaml.safe_dump(profile_parameters(sys.argv[2], sys.argv[3]), sort_keys=True), end="")
     else:
-        sys.exit("usage: python -m hmba_toolkit._notebook_tools strip NOTEBOOK... | params PROFILE NOTEBOOK")
+        sys.exit("usage: python tools/notebook_tools.py strip NOTEBOOK... | params PROFILE NOTEBOOK")
