@@ -31,7 +31,9 @@ def cache(demo_root):
     """The demo release opened local-only, shared by the test modules."""
     from hmba_toolkit.io import AbcCache
 
-    return AbcCache(demo_root, base_url=None)
+    from hmba_toolkit.datasets import DEMO_MANIFEST
+
+    return AbcCache(demo_root, base_url=None, manifest=DEMO_MANIFEST)
 
 
 @pytest.fixture(scope="session")

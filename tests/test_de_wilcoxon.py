@@ -52,7 +52,7 @@ def _auroc(score: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_planted_d1_vs_d2_genes_are_recovered(demo_root):
-    cache = AbcCache(demo_root, base_url=None)
+    cache = AbcCache.from_demo()
     cells = cache.cell_table(ALIGNED)
     a, b = "STRd D1 Matrix MSN", "STRd D2 Matrix MSN"
     sel = cells[cells["Group"].isin([a, b])]

@@ -16,19 +16,23 @@ TAX = "HMBA-BG-taxonomy-CCN20250428"
 H5AD = ("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
 
 
+DEMO = "releases/20260228/manifest.json"  # hmba_toolkit.datasets.DEMO_MANIFEST
+
+
 def _remote(tmp_path, bucket, **kw):
+    kw.setdefault("manifest", DEMO)
     return AbcCache(tmp_path / "cache", base_url=bucket.url, progress=False, **kw)
 
 
 def test_clean_download_matches_manifest(tmp_path, bucket, demo_root):
     cache = _remote(tmp_path, bucket)
-    assert cache.current_manifest == "releases/20251031/manifest.json"
+    assert cache.current_manifest == DEMO
     path = cache.get_file_path(*H5AD)
     entry = cache.manifest.file_entry(*H5AD)
     assert path == (tmp_path / "cache" / entry.relative_path).resolve()
     assert path.stat().st_size == entry.size and md5sum(path) == entry.md5
     assert str(path) in json.loads((tmp_path / "cache" / "_downloaded_data.json").read_text())
-    assert (tmp_path / "cache" / "_manifest_last_used.txt").read_text() == "releases/20251031/manifest.json"
+    assert (tmp_path / "cache" / "_manifest_last_used.txt").read_text() == DEMO
     # a metadata table reads with string keys
     df = cache.get_metadata_dataframe(TAX, "cluster")
     assert df["label"].str.startswith("CS20250428_CLUST_").all()
@@ -66,7 +70,7 @@ def test_offline_cache_hit_and_clear_offline_error(tmp_path, bucket):
     bucket.httpd.server_close()
     # a new session with the server gone: manifest and file come from the cache
     offline = AbcCache(tmp_path / "cache", base_url=url, progress=False)
-    assert offline.current_manifest == "releases/20251031/manifest.json"
+    assert offline.current_manifest == DEMO  # the newest release in the cache
     assert offline.get_file_path(TAX, "cluster") == got
     with pytest.raises(OfflineError, match="offline"):
         offline.get_file_path(TAX, "cell_to_cluster_membership")
@@ -82,7 +86,7 @@ def test_download_file_offline_raises_offline_error(tmp_path):
 def test_hostile_manifest_path_is_refused(tmp_path, bucket, demo_root):
     hostile_root = tmp_path / "bucket"
     shutil.copytree(demo_root / "releases", hostile_root / "releases")
-    manifest_path = hostile_root / "releases/20251031/manifest.json"
+    manifest_path = hostile_root / DEMO
     m = json.loads(manifest_path.read_text())
     attrs = m["file_listing"][TAX]["metadata"]["cluster"]["files"]["csv"]
     attrs["relative_path"] = "../../outside/cluster.csv"
@@ -91,31 +95,20 @@ def test_hostile_manifest_path_is_refused(tmp_path, bucket, demo_root):
 
     with BucketServer(hostile_root) as server:
         with pytest.raises(ManifestError, match="leaves the cache root"):
-            AbcCache(tmp_path / "cache", base_url=server.url, progress=False)
+            AbcCache(tmp_path / "cache", base_url=server.url, progress=False, manifest=DEMO)
     assert not (tmp_path / "outside").exists()
     with pytest.raises(ManifestError, match="releases/<YYYYMMDD>/manifest.json|leaves the cache root"):
         AbcCache(tmp_path / "cache2", base_url=bucket.url, manifest="../releases/20251031/manifest.json")
 
 
 def test_pinned_release_and_newest_default(tmp_path, bucket, demo_root):
-    # publish an older release beside the current one
-    older = demo_root / "releases/20250531/manifest.json"
-    m = json.loads((demo_root / "releases/20251031/manifest.json").read_text())
-    m["version"] = "20250531"
-    older.parent.mkdir(parents=True, exist_ok=True)
-    older.write_text(json.dumps(m))
-    try:
-        newest = _remote(tmp_path, bucket)
-        assert newest.current_manifest == "releases/20251031/manifest.json"
-        assert newest.list_manifest_file_names == ["releases/20250531/manifest.json", "releases/20251031/manifest.json"]
-        pinned = _remote(tmp_path, bucket, manifest="releases/20250531/manifest.json")
-        assert pinned.manifest.version == "20250531"
-    finally:
-        shutil.rmtree(older.parent)
-
-
-def test_local_only_cache_refuses_missing_file(tmp_path, demo_root):
-    shutil.copytree(demo_root / "releases", tmp_path / "releases")
-    cache = AbcCache(tmp_path, base_url=None)
-    with pytest.raises(Exception, match="local only"):
-        cache.get_file_path(TAX, "cluster")
+    newest = AbcCache(tmp_path / "cache", base_url=bucket.url, progress=False)
+    assert newest.current_manifest == "releases/20261031/manifest.json"
+    assert newest.list_manifest_file_names == [f"releases/{v}/manifest.json" for v in ("20251031", "20260228", "20261031")]
+    # the newest release renames two directories; either spelling resolves
+    assert newest.manifest.resolve_directory("HMBA-10xMultiome-BG-Aligned") == "HMBA-10xMultiome-BG-Cross-Species"
+    assert newest.manifest.resolve_directory("HMBA-BG-taxonomy-CCN20250428") == "HMBA-BG-taxonomy"
+    pinned = _remote(tmp_path, bucket, manifest="releases/20251031/manifest.json")
+    assert pinned.manifest.version == "20251031"
+    assert "HMBA-Macaque-PatchSeq" not in pinned.list_directories
+    assert "HMBA-Macaque-PatchSeq" in _remote(tmp_path, bucket).list_directories

@@ -87,7 +87,7 @@ def test_planted_programs_are_recovered_from_demo_de(demo_root):
     from hmba_toolkit.de import wilcoxon
     from hmba_toolkit.io import AbcCache
 
-    cache = AbcCache(demo_root, base_url=None)
+    cache = AbcCache.from_demo()
     cells = cache.cell_table("HMBA-10xMultiome-BG-Aligned")
     sel = cells[cells["Subclass"].isin(["STR D1 MSN", "STR D2 MSN"])]
     x = cache.read_expression("HMBA-10xMultiome-BG-Aligned", cells=sel.index)

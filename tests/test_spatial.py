@@ -18,8 +18,8 @@ def test_assignment_reproduces_the_release_annotations(cache):
     agree = []
     for plane in sorted(cells["slab_plane_label"].unique()):
         polys = read_region_polygons(cache.get_file_path(HUMAN, plane))
-        assert set(polys) == {"STR", "GPe", "GPi", "VeP"}
         sub = cells[cells["slab_plane_label"] == plane]
+        assert set(polys) == {"STR", "GPe", "VeP"} | ({"GPi"} if (sub["parcellation_term_symbol"] == "GPi").any() else set())
         got = assign_cells_to_regions(sub["x_slab_mm"], sub["y_slab_mm"], polys)
         agree.append((got["parcellation_term_symbol"].to_numpy() == sub["parcellation_term_symbol"].to_numpy()).mean())
     # the polygons are 48-gon approximations of the regions the cells were simulated in

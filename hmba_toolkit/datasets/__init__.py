@@ -25,11 +25,15 @@ from .._files import atomic_dir, file_lock
 
 __all__ = [
     "fetch_demo", "fetch_demo_ahba", "fetch_demo_brainspan", "fetch_demo_mouse_ish",
-    "demo_ground_truth", "data_home", "DEMO_VERSION",
+    "demo_ground_truth", "data_home", "DEMO_VERSION", "DEMO_MANIFEST",
 ]
 
 #: Bump when the demo's content changes on purpose; the cache folder is keyed by it.
 DEMO_VERSION = "1"
+#: The release the tutorials use: the newest public one of the mirror (it adds macaque Patch-seq). The mirror also
+#: holds the older public release (``releases/20251031``) and a later one that renames the aligned 10X set and the
+#: taxonomy directory (``releases/20261031``), so that switching releases can be tried.
+DEMO_MANIFEST = "releases/20260228/manifest.json"
 
 
 def data_home() -> Path:
@@ -88,16 +92,17 @@ def fetch_demo() -> Path:
     Returns
     -------
     pathlib.Path
-        A folder holding ``releases/20251031/manifest.json``, ``metadata/...``,
+        A folder holding ``releases/<YYYYMMDD>/manifest.json`` (three releases), ``metadata/...``,
         ``expression_matrices/...`` and ``image_volumes/...`` exactly as in the bucket.
 
     Examples
     --------
     >>> root = fetch_demo()
     >>> sorted(p.name for p in (root / "releases").iterdir())
-    ['20251031']
+    ['20251031', '20260228', '20261031']
     """
-    return _materialize("hmba", ("datasets/_abc_demo.py", "normalize.py"), _build_abc) / "abc_atlas"
+    return _materialize("hmba", ("datasets/_abc_demo.py", "datasets/_abc_spatial.py", "datasets/_abc_patchseq.py",
+                                 "datasets/_demo_common.py", "normalize.py"), _build_abc) / "abc_atlas"
 
 
 def _build_mouse(tmp: Path) -> None:

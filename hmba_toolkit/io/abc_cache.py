@@ -87,7 +87,7 @@ class AbcCache:
     --------
     >>> cache = AbcCache.from_demo()
     >>> cache.current_manifest
-    'releases/20251031/manifest.json'
+    'releases/20260228/manifest.json'
     >>> cache.list_metadata_files("HMBA-10xMultiome-BG-Aligned")[:3]
     ['cell_metadata', 'donor', 'example_gene_expression']
 
@@ -113,9 +113,11 @@ class AbcCache:
     # -- construction ---------------------------------------------------------------------
     @classmethod
     def from_demo(cls, **kwargs) -> AbcCache:
-        """Open the embedded demo release (generated on first use, see :func:`fetch_demo`)."""
-        from ..datasets import fetch_demo
+        """Open the embedded demo mirror (generated on first use, see :func:`fetch_demo`) on the tutorials' release
+        (:data:`hmba_toolkit.datasets.DEMO_MANIFEST`) unless ``manifest=`` names another."""
+        from ..datasets import DEMO_MANIFEST, fetch_demo
 
+        kwargs.setdefault("manifest", DEMO_MANIFEST)
         return cls(fetch_demo(), base_url=None, **kwargs)
 
     @classmethod
@@ -144,7 +146,7 @@ class AbcCache:
 
     @property
     def current_manifest(self) -> str:
-        """The manifest in use, e.g. ``'releases/20251031/manifest.json'``."""
+        """The manifest in use, e.g. ``'releases/20260228/manifest.json'``."""
         return self._manifest_name
 
     @property
@@ -380,7 +382,10 @@ class AbcCache:
         tax = self.taxonomy()
         cells = cells.join(tax, on="cluster_alias")
         if spatial and fill_adjacent:
-            unmapped = cells["cluster_alias"].notna() & cells["Cluster"].isna()
+            # Adjacent: a cluster outside the released taxonomy, or no cluster row at all (Allen's fill_adjacent_data)
+            unmapped = cells["Cluster"].isna()
+            for col in ("cluster_alias", "cluster_label"):
+                cells.loc[unmapped & cells[col].isna(), col] = _ADJACENT
             for lvl in TAXONOMY_LEVELS:
                 cells.loc[unmapped, lvl] = _ADJACENT
                 cells.loc[unmapped, f"{lvl}_color"] = _ADJACENT_COLOR

@@ -1,0 +1,101 @@
+"""Helpers shared by the demo release generators: shipped tables, counts, writers in Allen's formats."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..normalize import log2_normalize
+
+LEVELS = ("Neighborhood", "Class", "Subclass", "Group", "Cluster")
+
+
+def data_table(name: str) -> pd.DataFrame:
+    with resources.files("hmba_toolkit.datasets").joinpath("data", name).open("r", encoding="utf-8") as fh:
+        return pd.read_csv(fh, sep="\t", dtype=str, keep_default_na=False, na_values=[""])
+
+
+def counts(rng, logits: np.ndarray, libsize: np.ndarray, dispersion: float = 0.3, normalize: bool = False) -> np.ndarray:
+    """Negative-binomial counts with mean ``libsize * exp(logits) / 1e4`` (levels in CP10k).
+
+    ``normalize=True`` rescales each row's levels to sum to 1e4 first (targeted panels, where the panel's genes are
+    all that is counted).
+    """
+    level = np.exp(logits)
+    if normalize:
+        level *= 1e4 / level.sum(axis=1, keepdims=True)
+    mu = level * (libsize[:, None] / 1e4)
+    lam = rng.gamma(shape=1.0 / dispersion, scale=mu * dispersion)
+    out = rng.poisson(lam)
+    empty = out.sum(axis=1) == 0
+    out[empty, np.argmax(logits[empty], axis=1)] = 1
+    return out.astype(np.int32)
+
+
+def write_h5ad(path: Path, counts: sp.csr_matrix, obs: pd.DataFrame, var: pd.DataFrame, scale: float,
+               kinds: tuple[str, ...] = ("raw", "log2")) -> None:
+    """Write the raw and/or log2 files of one matrix (Allen writer: CSR, gzip level 4)."""
+    obs = obs.copy()
+    obs.index.name = "cell_label"
+    var = var.copy()
+    var.index.name = "gene_identifier"
+    raw = ad.AnnData(X=counts.astype(np.int32), obs=obs, var=var)
+    log2 = ad.AnnData(X=log2_normalize(counts, scale), obs=obs, var=var)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for adata, kind in ((raw, "raw"), (log2, "log2")):
+        if kind not in kinds:
+            continue
+        adata.uns["normalization"] = kind
+        adata.write_h5ad(path.with_name(f"{path.name}-{kind}.h5ad"), compression="gzip", compression_opts=4)
+
+
+def uuid4(rng) -> str:
+    h = "".join(f"{x:02x}" for x in rng.integers(0, 256, 16))
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+
+def write_csv(df: pd.DataFrame, path: Path, index: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=index, lineterminator="\n")
+
+
+def write_view(mat: sp.csr_matrix, var: pd.DataFrame, labels, path: Path, symbols, scale: float, raw: bool = False) -> None:
+    """``views/example_gene_expression.csv``: log2-normalised values (or ``raw`` counts) of a few genes (index ``cell_label``)."""
+    syms = var["gene_symbol"].to_numpy()
+    present = [s for s in symbols if (syms == s).any()]
+    cols = [int(np.flatnonzero(syms == s)[0]) for s in present]
+    totals = np.maximum(np.asarray(mat.sum(axis=1)).ravel(), 1)
+    vals = mat[:, cols].toarray() if raw else np.log2(mat[:, cols].toarray() / totals[:, None] * scale + 1)
+    df = pd.DataFrame(vals if raw else np.round(vals, 6), columns=present, index=pd.Index(labels, name="cell_label"))
+    write_csv(df, path, index=True)
+
+
+def mmc_results_table(rng, cells: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
+    """MapMyCells results per cell in the Patch-seq schema: label, name, bootstrapping and aggregate probability and
+    correlation per level (``cluster_alias`` at the Cluster level). Adjacent cells map with low confidence."""
+    tax = clusters.set_index("Cluster")
+    annotated = cells["cluster_alias"].isin(tax.index).to_numpy()
+    fallback = tax.index[rng.integers(len(tax), size=len(cells))]
+    alias = np.where(annotated, cells["cluster_alias"].to_numpy(), fallback)
+    rows = tax.loc[alias]
+    out = pd.DataFrame({"cell_label": cells["cell_label"].to_numpy()})
+    aggregate = np.ones(len(cells))
+    for depth, lvl in enumerate(LEVELS):
+        hi = np.where(annotated, rng.beta(30 - 5 * depth, 1 + depth, len(cells)), rng.beta(2, 3, len(cells)))
+        boot = np.round(np.clip(hi, 0, 1), 4)
+        aggregate = aggregate * boot
+        out[f"{lvl}_label"] = rows[f"{lvl}_label"].to_numpy()
+        if lvl == "Cluster":
+            out["cluster_alias"] = alias
+        else:
+            out[f"{lvl}_name"] = rows[lvl].to_numpy()
+        out[f"{lvl}_bootstrapping_probability"] = boot
+        out[f"{lvl}_aggregate_probability"] = np.round(aggregate, 4)
+        out[f"{lvl}_correlation_coefficient"] = np.round(np.where(annotated, rng.uniform(0.55, 0.9, len(cells)),
+                                                                  rng.uniform(0.2, 0.5, len(cells))), 4)
+    return out
