@@ -275,3 +275,11 @@ def test_spatial_sections_look_like_tissue(cache):
     # GPi appears in the caudal planes only
     per_plane = j.groupby("slab_plane_label")["parcellation_term_symbol"].agg(lambda r: (r == "GPi").any())
     assert per_plane.any() and not per_plane.all()
+
+
+def test_keys_are_unique(cache):
+    for directory, table, key in [(ALIGNED, "cell_metadata", "cell_label"), (ALIGNED, "library", "library_label"),
+                                  (ALIGNED, "donor", "donor_label"), ("HMBA-BG-taxonomy-CCN20250428", "cell_to_cluster_membership", "cell_label"),
+                                  (HUMAN_SPATIAL, "cell_metadata", "cell_label"), ("HMBA-Macaque-PatchSeq", "cell_metadata", "cell_label")]:
+        assert cache.get_metadata_dataframe(directory, table)[key].is_unique, (directory, table)
+    assert cache.cell_table(ALIGNED).index.is_unique

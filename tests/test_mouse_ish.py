@@ -85,3 +85,21 @@ def test_demo_grids_plant_striatal_genes(mouse):
     contrast = m.loc["CP"] - m.loc["Isocortex"]
     top = set(contrast.sort_values(ascending=False).index[: len(striatal)])
     assert len(top & striatal) >= len(striatal) - 1
+
+
+def test_demo_grids_are_continuous_and_vary_within_structures(mouse):
+    """Not blocky: many distinct values, structures of one division differ, left and right differ a little."""
+    root = fetch_demo_mouse_ish()
+    sds = pd.read_csv(root / "section_data_sets.csv")
+    ann = mouse["ann"]
+    tree = read_ontology(root / "structure_tree.csv")
+    grid = read_ish_grid(root / "grids" / f"{sds['id'].iloc[0]}.zip").astype(np.float64)
+    valid = np.isfinite(grid) & (grid >= 0) & (ann > 0)
+    assert np.unique(grid[valid]).size > 200  # the old blocky demo had a few dozen
+    ca1, dg = tree.mask(ann, "CA1") & valid, tree.mask(ann, "DG") & valid
+    assert abs(grid[ca1].mean() - grid[dg].mean()) > 1e-3
+    assert grid[ca1].std() > 0.05 * grid[ca1].mean()  # within-structure variation
+    half = ann.shape[2] // 2
+    left, right = grid[:, :, :half], grid[:, :, ann.shape[2] - half:][:, :, ::-1]
+    both = np.isfinite(left) & np.isfinite(right) & (left >= 0) & (right >= 0)
+    assert not np.allclose(left[both], right[both])

@@ -168,7 +168,7 @@ RIBOSOMAL_CP10K = 6.0
 SILENT = ["SLC17A7", "SATB2", "NEUROD6", "TBR1"]
 ON_CP10K = 8.0  # median level of a program gene where it is on (log-normal, sd 0.35 in log)
 OFF_CP10K = 0.005  # level of a program gene where it is off
-EXTRA_FACTOR = 0.4  # random extra program genes of a Group are on at this fraction of a marker's level
+EXTRA_FOLD = (2.0, 5.0)  # random extra program genes of a Group: expressed this many times above their usual level
 STRIOSOME_GENES = {"KCNIP1"}  # striosome marker planted in the striosome MSN Groups
 GRADIENT_GENE = "CNR1"
 VIEW_GENES = ["SLC17A6", "SLC32A1", "PTPRC", "PLP1", "AQP4", "DRD1", "DRD2"]  # Allen's example view  # dorsolateral-high gradient across the striatum (on all three panels)
@@ -319,9 +319,11 @@ class ExpressionModel:
                 if lvl == "Group":
                     chosen += [m for m in str(markers.get(name, "")).split("|") if m]
                 program[(lvl, name)] = {g: 0.0 for g in chosen if g in symbols and g not in housekeeping}
-        # extra program genes per Group (never housekeeping, ribosomal or mitochondrial), and striosome genes
+        # extra program genes per Group: moderate differences of broadly expressed genes (never housekeeping,
+        # ribosomal or mitochondrial-function genes), and striosome genes
         excluded = set(housekeeping) | set(SILENT) | {g for p in program.values() for g in p}
-        background = sorted(g for g in symbols - excluded if not re.match(r"(MT-|RP[LS]\d|MRP[LS])", g))
+        background = sorted(g for g in symbols - excluded
+                            if not re.match(r"(MT-|RP[LS]\d|MRP[LS]|NDUF|COX\d|ATP5|UQCR|SDH[A-D])", g))
         pool = rng.choice(background, size=900, replace=False)
         extras: set[tuple[str, str]] = set()
         for name in sorted(groups["Group"].unique()):
@@ -332,7 +334,7 @@ class ExpressionModel:
             if "Striosome" in name:
                 for g in STRIOSOME_GENES:
                     program[("Group", name)][g] = 0.0
-        planted = sorted({g for p in program.values() for g in p})
+        planted = sorted({g for (name, _), p in program.items() for g in p} - {g for _, g in extras})
         universe = sorted(set(pool) | set(planted) | set(housekeeping) | set(SILENT) & symbols
                           | (spatial_symbols & symbols) | {GRADIENT_GENE})
         self.genes = universe
@@ -348,9 +350,9 @@ class ExpressionModel:
         for g, v in housekeeping.items():
             level[self.index[g]] = v
         self.base = np.log(level)
-        # a gene's on level is the same in all its programs; extra program genes are a little weaker
-        self.program = {key: {g: float(np.log(on[g] * (EXTRA_FACTOR if (key[1], g) in extras and key[0] == "Group" else 1.0))
-                                       - self.base[self.index[g]])
+        # a marker's on level is the same in all its programs; an extra gene is raised by a fold in its Group
+        self.program = {key: {g: (float(np.log(rng.uniform(*EXTRA_FOLD))) if key[0] == "Group" and (key[1], g) in extras
+                                  else float(np.log(on[g]) - self.base[self.index[g]]))
                               for g in genes_} for key, genes_ in program.items()}
         self.species_effect = {
             "Human": np.zeros(n),
@@ -394,7 +396,7 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
     libraries, cells, blocks = [], [], []
     donor_effect_rows = []
     n_genes = len(model.genes)
-    for d in DONORS.itertuples(index=False):
+    for di, d in enumerate(DONORS.itertuples(index=False)):
         species = d.species_genus
         donor_eff = rng.normal(0, 0.15, size=n_genes)
         donor_effect_rows += [
@@ -411,8 +413,9 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
             pick = rng.choice(len(ok), size=per_roi, p=w / w.sum())
             sample = f"{rng.integers(800, 2500)}_{'ABCDEFGH'[k % 8]}{rng.integers(1, 12):02d}"
             day = f"2{rng.integers(2, 5)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
-            lib = (f"LPLCXR_{day}_{k + 1}_{'ABCDEFGH'[k % 8]}{k + 1}" if species == "Marmoset"
-                   else f"L8XR_{day}_{k + 1:02d}_{'ABCDEFGH'[k % 8]}{k + 1:02d}")
+            # library labels: method prefix, date, batch (unique per donor), well
+            lib = (f"LPLCXR_{day}_{di + 1}_{'ABCDEFGH'[k % 8]}{k + 1}" if species == "Marmoset"
+                   else f"L8XR_{day}_{di + 1:02d}_{'ABCDEFGH'[k % 8]}{k + 1:02d}")
             name, dhba, _ = ROIS[roi]
             slab = f"{d.donor_label}.CX.{10 + k:02d}"
             libraries.append({

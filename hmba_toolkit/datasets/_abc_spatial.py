@@ -67,7 +67,7 @@ PARCELLATION = [
 TISSUE = (26.0, 33.0, 21.0, 27.0)
 CAUDATE = (15.0, 22.0, 6.0, 9.5)
 PUTAMEN = (25.0, 34.0, 7.0, 11.0)
-CAPSULE = (20.5, 29.0, 2.2, 15.0)  # internal capsule between caudate and putamen (white matter)
+CAPSULE = (20.5, 29.0, 3.5, 17.0)  # internal capsule between caudate and putamen (white matter)
 GPE = (33.5, 37.0, 3.2, 6.5)
 GPI = (30.0, 43.0, 2.2, 3.4)
 VEP = (21.0, 49.0, 6.0, 2.4)
@@ -122,12 +122,12 @@ def _regions(x, y, s, geo) -> tuple[np.ndarray, np.ndarray]:
     region = np.full(x.size, "Basal ganglia and adjacent", dtype=object)
     striatum = _in_ellipse(x, y, geo["caudate"], s, geo["tilt"]) | _in_ellipse(x, y, geo["putamen"], s, geo["tilt"])
     capsule = _in_ellipse(x, y, geo["capsule"], s, 0.35 + geo["tilt"])
-    region[striatum & ~capsule] = "STR"
+    region[striatum] = "STR"
     region[_in_ellipse(x, y, geo["VeP"], s)] = "VeP"
     region[_in_ellipse(x, y, geo["GPe"], s, 0.2)] = "GPe"
     if geo["GPi"] is not None:
         region[_in_ellipse(x, y, geo["GPi"], s, 0.2)] = "GPi"
-    white = capsule & (region == "Basal ganglia and adjacent")
+    white = capsule & (region == "Basal ganglia and adjacent")  # the capsule between and around the nuclei
     return region, white
 
 

@@ -5,8 +5,9 @@ files (shipped with attribution; tree via iblatlas, MIT). The gene list and Sect
 ids are real coronal experiments (``ABI_genes.csv`` snapshot, DJFernandes/ABIgeneRMINC).
 Energies are simulated: a per-division mean profile (striatal markers planted high in
 caudoputamen, accumbens and olfactory tubercle), a multiplicative effect per annotated
-structure, a smooth anterior-posterior gradient, values on a 1/2 grid (so the zips stay
-small), and whole coronal planes without data (-1) as in real sectioned experiments. Each experiment is stored as the zip the grid API returns.
+structure, a smooth anterior-posterior gradient, smooth within-structure variation (a Gaussian-filtered random
+field, 400 um scale), a small left/right asymmetry per experiment, values on a 1/64 grid (so the zips stay small), and
+whole coronal planes without data (-1) as in real sectioned experiments. Each experiment is stored as the zip the grid API returns.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from ..io.mouse_ish import write_ish_grid
 from ..mouse.atlas import _data_bytes, load_annotation, load_ontology
@@ -65,7 +67,11 @@ def generate(root: Path, truth_dir: Path) -> None:
         effect = rng.lognormal(0, 0.3, size=ids.size).astype(np.float32)
         vol *= effect[inverse]
         vol *= (1 + rng.uniform(-0.4, 0.4) * ap)[:, None, None]
-        vol = np.round(vol * 2) / 2
+        field = ndimage.gaussian_filter(rng.standard_normal(ann.shape).astype(np.float32), sigma=2.0)
+        vol *= np.exp(0.25 * field / field.std())  # smooth variation within structures
+        left = np.arange(ann.shape[2]) < ann.shape[2] // 2
+        vol[:, :, left] *= np.float32(1 + rng.normal(0, 0.06))  # left/right asymmetry of this experiment
+        vol = np.round(vol * 64) / 64
         vol[~brain] = 0.0
         missing = rng.random(ann.shape[0]) < 0.15  # coronal planes (x) without data
         vol[missing, :, :] = np.nan
