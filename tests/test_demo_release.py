@@ -283,3 +283,50 @@ def test_keys_are_unique(cache):
                                   (HUMAN_SPATIAL, "cell_metadata", "cell_label"), ("HMBA-Macaque-PatchSeq", "cell_metadata", "cell_label")]:
         assert cache.get_metadata_dataframe(directory, table)[key].is_unique, (directory, table)
     assert cache.cell_table(ALIGNED).index.is_unique
+
+
+def test_the_joins_allen_notebooks_make_are_complete(cache):
+    """The joins of Allen's HMBA notebooks, written here in our own code: every key they look up exists.
+
+    10X: cell_metadata + donor + library, then colours and orders looked up in ``value_sets`` for each cell's value
+    (a missing value is a KeyError there), then the taxonomy through the membership tables. Spatial: the same for
+    ``parcellation_term_symbol``, and a region-polygon file for every slab plane. Patch-seq: cells + donor + library
+    + mmc_results + feature tables.
+    """
+    cells = (cache.get_metadata_dataframe(ALIGNED, "cell_metadata").set_index("cell_label")
+             .join(cache.get_metadata_dataframe(ALIGNED, "donor").set_index("donor_label"), on="donor_label")
+             .join(cache.get_metadata_dataframe(ALIGNED, "library").set_index("library_label"), on="library_label",
+                   rsuffix="_library_table"))
+    vs = cache.get_metadata_dataframe(ALIGNED, "value_sets")
+    for field in ("region_of_interest_label", "species_genus", "species_scientific_name", "donor_sex"):
+        known = set(vs.loc[vs["field"] == field, "label"])
+        assert set(cells[field]) <= known, (field, set(cells[field]) - known)
+    terms = cache.get_metadata_dataframe("HMBA-BG-taxonomy-CCN20250428", "cluster_annotation_term")
+    membership = cache.get_metadata_dataframe("HMBA-BG-taxonomy-CCN20250428", "cell_to_cluster_membership").set_index("cell_label")
+    membership = membership[membership["cluster_label"].isin(terms["label"])]
+    c2c = cache.get_metadata_dataframe("HMBA-BG-taxonomy-CCN20250428", "cluster_to_cluster_annotation_membership")
+    levels = c2c.groupby(["cluster_alias", "cluster_annotation_term_set_name"])["cluster_annotation_term_name"].first().unstack()
+    joined = cells.join(membership).join(levels, on="cluster_alias")
+    emb = cache.get_metadata_dataframe("HMBA-BG-taxonomy-CCN20250428", "cell_2d_embedding_coordinates").set_index("cell_label")
+    assert joined.loc[joined.index.intersection(emb.index), ["Neighborhood", "Class", "Subclass", "Group", "Cluster"]].notna().all().all()
+    for directory in (HUMAN_SPATIAL, "HMBA-MERSCOPE-QM23.50.001-BG", "HMBA-Xenium-CJ23.56.004-BG"):
+        anat = cache.get_metadata_dataframe(directory, "cell_anatomical_annotations")
+        vs = cache.get_metadata_dataframe(directory, "value_sets")
+        assert set(anat["parcellation_term_symbol"]) <= set(vs.loc[vs["field"] == "parcellation_term_symbol", "label"])
+        coords = cache.get_metadata_dataframe(directory, "slab_plane_coordinates")
+        for plane in coords["slab_plane_label"].unique():
+            assert cache.get_file_path(directory, plane).is_file()
+        spec = cache.get_metadata_dataframe(directory, "specimen_metadata").set_index("brain_section_label")
+        meta = cache.get_metadata_dataframe(directory, "cell_metadata")
+        assert meta["brain_section_label"].isin(spec.index).all()
+    d = "HMBA-Macaque-PatchSeq"
+    ps = (cache.get_metadata_dataframe(d, "cell_metadata").set_index("cell_label")
+          .join(cache.get_metadata_dataframe(d, "donor").set_index("donor_label"), on="donor_label")
+          .join(cache.get_metadata_dataframe(d, "library").set_index("library_label"), on="library_label",
+                rsuffix="_library_table")
+          .join(cache.get_metadata_dataframe(d, "mmc_results").set_index("cell_label"))
+          .join(cache.get_metadata_dataframe(d, "ap_features").set_index("cell_label"))
+          .join(cache.get_metadata_dataframe(d, "morphology_features").set_index("cell_label")))
+    assert ps["species_genus"].notna().all() and ps["barcoded_cell_sample_technique"].eq("PatchSeq-SmartSeq").all()
+    assert ps["cluster_alias"].isin(cache.taxonomy().index).all() and ps["width_rheo"].notna().all()
+    assert 0.4 < ps["soma_surface_area"].notna().mean() < 0.8  # morphology for reconstructed cells only
