@@ -183,6 +183,11 @@ def test_labels_allen_notebooks_use_literally(cache):
         spec = cache.get_metadata_dataframe(directory, "specimen_metadata")
         pattern = r"^CJ23\.56\.004\.CX\.\d\d\.\d\d\.\d\d$" if "Xenium" in directory else r"^[HQ]\w+\.\d\d\.\d{3}\.CX\.\d\d\.\d\d\.\d\d\.\d\d$"
         assert spec["brain_section_label"].str.match(pattern).all(), spec["brain_section_label"].tolist()
+        if "Xenium" in directory:
+            assert (spec["brain_block_label"] == spec["brain_slab_label"]).all()
+            assert set(spec["brain_section_plane_of_section"]) == {"coronal (rostral to caudal)"}
+        else:
+            assert spec["brain_block_label"].str.match(r"^.*\.CX\.\d\d\.\d\d$").all()
         meta = cache.get_metadata_dataframe(directory, "cell_metadata")
         assert (meta["feature_matrix_label"] == directory.removeprefix("HMBA-")).all()
     vs = cache.get_metadata_dataframe(ALIGNED, "value_sets")

@@ -206,8 +206,8 @@ def _draw_type(rng, region: str, white: bool, in_patch: bool, pools) -> tuple[st
 
 
 def _section_label(species: str, slab_label: str, plane: int, block: int) -> str:
-    if species == "Marmoset":
-        return f"{slab_label}.{block:02d}.{plane:02d}"
+    if species == "Marmoset":  # slab.set.section, e.g. CJ23.56.004.CX.42.01.06
+        return f"{slab_label}.01.{plane:02d}"
     return f"{slab_label}.{block:02d}.{plane:02d}.02"
 
 
@@ -367,8 +367,11 @@ def _specimen_row(section, barcode, slab_label, slab_no, plane, plane_label, don
         "brain_section_plane_of_section": "coronal (rostral to caudal)" if species == "Marmoset" else "coronal (caudal to rostral)",
         "brain_section_ordinal": 140 + 10 * si, "brain_section_depth": 1400 + 100 * si,
         "section_set_label": section.rsplit(".", 1)[0], "section_set_ordinal": plane,
-        "section_set_base_ordinal": 138 + 10 * si, "brain_block_label": f"{slab_label}.{block:02d}",
-        "brain_block_number": block, "brain_slab_label": slab_label, "brain_slab_ordinal": slab_no,
+        "section_set_base_ordinal": 138 + 10 * si,
+        # marmoset blocks are whole slabs (block label = slab label, as in the release); others are numbered in a slab
+        "brain_block_label": slab_label if species == "Marmoset" else f"{slab_label}.{block:02d}",
+        "brain_block_number": slab_no if species == "Marmoset" else block,
+        "brain_slab_label": slab_label, "brain_slab_ordinal": slab_no,
         "brain_slab_thickness": 5.0 if species == "Marmoset" else 4.0, "hemisphere": "right",
         "brain_division_label": f"{donor}.CX", "brain_division_ordinal": 1, "donor_label": donor,
         "slab_plane_ordinal": plane, "slab_plane_label": plane_label, "slab_plane_order": 10000 + slab_no * 100 + plane,
