@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from .._files import md5sum
 from ._abc_patchseq import PATCHSEQ, make_patchseq
 from ._abc_spatial import SPATIAL, make_spatial
-from ._demo_common import LEVELS, counts, data_table, uuid4, write_csv, write_h5ad, write_view
+from ._demo_common import DONOR_COLUMNS, LEVELS, counts, data_table, uuid4, write_csv, write_h5ad, write_view
 
 SEED = 20250428
 BUCKET_URL = "https://allen-brain-cell-atlas.s3.us-west-2.amazonaws.com/"
@@ -87,8 +87,7 @@ DONORS = pd.DataFrame(
         ("CJ23.56.002", "NCBITaxon:9483", "Callithrix jacchus", "Marmoset", "Female", "4.0 yrs", 3.956284153, "years", "DO-CJMA2302"),
         ("CJ24.56.001", "NCBITaxon:9483", "Callithrix jacchus", "Marmoset", "Male", "2.0 yrs", 1.95890411, "years", "DO-CJMB2401"),
     ],
-    columns=["donor_label", "donor_species", "species_scientific_name", "species_genus", "donor_sex",
-             "donor_age", "donor_age_value", "donor_age_unit", "donor_nhash_id"],
+    columns=DONOR_COLUMNS,
 )
 CELLS_PER_DONOR = {"Human": 220, "Macaque": 200, "Marmoset": 300}
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._demo_common import counts, data_table, mmc_results_table, uuid4, write_csv, write_h5ad
+from ._demo_common import DONOR_COLUMNS, counts, data_table, mmc_results_table, uuid4, write_csv, write_h5ad
 
 PATCHSEQ = "HMBA-Macaque-PatchSeq"
 FEATURE_MATRIX = "HMBA-Macaque-PatchSeq-BG"
@@ -29,8 +29,7 @@ DONORS = pd.DataFrame(
         ("QM22.26.004", "NCBITaxon:9544", "Macaca mulatta", "Macaque", "Female", "14 yrs", 14.0, "years", "DO-PSQM2226"),
         ("QM23.26.001", "NCBITaxon:9544", "Macaca mulatta", "Macaque", "Male", "5 yrs", 5.0, "years", "DO-PSQM2326"),
     ],
-    columns=["donor_label", "donor_species", "species_scientific_name", "species_genus", "donor_sex", "donor_age",
-             "donor_age_value", "donor_age_unit", "donor_nhash_id"],
+    columns=DONOR_COLUMNS,
 )
 REGIONS = {"Ca": ("caudate nucleus", "HOMBA:10334"), "Pu": ("putamen", "HOMBA:10338"), "NAC": ("nucleus accumbens", "HOMBA:10339")}
 # Groups recorded, with their share of cells and planted feature means: width_rheo (ms), soma_surface_area (um^2),

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._demo_common import counts, data_table, mmc_results_table, uuid4, write_csv, write_h5ad, write_view
+from ._demo_common import DONOR_COLUMNS, counts, data_table, mmc_results_table, uuid4, write_csv, write_h5ad, write_view
 
 # Directory, feature matrix label, donor, gene table, metadata/expression/image versions
 SPATIAL = {
@@ -50,8 +50,7 @@ SPATIAL_DONORS = pd.DataFrame(
         ("QM23.50.001", "NCBITaxon:9544", "Macaca mulatta", "Macaque", "Male", "6 yrs", 6.0, "years", "DO-SPMQ2350"),
         ("CJ23.56.004", "NCBITaxon:9483", "Callithrix jacchus", "Marmoset", "Female", "5.4 yrs", 5.391780822, "years", "DO-SPCJ2356"),
     ],
-    columns=["donor_label", "donor_species", "species_scientific_name", "species_genus", "donor_sex", "donor_age",
-             "donor_age_value", "donor_age_unit", "donor_nhash_id"],
+    columns=DONOR_COLUMNS,
 )
 PARCELLATION = [
     ("Basal ganglia and adjacent", "Basal ganglia and adjacent", 1, "basal_ganglia_and_adjacent", None, "#BEBEBE"),

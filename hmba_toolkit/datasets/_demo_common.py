@@ -13,6 +13,9 @@ import scipy.sparse as sp
 from ..normalize import log2_normalize
 
 LEVELS = ("Neighborhood", "Class", "Subclass", "Group", "Cluster")
+#: columns of the release's donor tables
+DONOR_COLUMNS = ["donor_label", "donor_species", "species_scientific_name", "species_genus", "donor_sex", "donor_age",
+                 "donor_age_value", "donor_age_unit", "donor_nhash_id"]
 
 
 def data_table(name: str) -> pd.DataFrame:
