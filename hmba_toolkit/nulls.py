@@ -114,7 +114,6 @@ def moran_eigenvectors(coords=None, *, distances=None, weights: str = "inverse")
     return vals, canonical_signs(vecs)
 
 
-
 def moran(x, coords=None, *, n: int = 1000, seed: int = 0, distances=None, procedure: str = "singleton",
           eigenvectors: np.ndarray | None = None) -> np.ndarray:
     """Moran spectral randomisation surrogates of ``x`` (Wagner and Dray 2015).

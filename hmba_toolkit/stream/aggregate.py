@@ -191,8 +191,8 @@ def _on_dask(client, path, layer, blocks, codes_by_block, n_groups, n_var, norma
         groups = np.array_split(np.arange(len(blocks)), min(n_tasks, len(blocks)))
         futures = [client.submit(_partial, str(path), layer, [blocks[i] for i in idx], [codes_by_block[i] for i in idx],
                                  n_groups, n_var, normalize, pure=False) for idx in groups]
-        # partial results are added in task order (the same sums whichever worker finishes first) and released
-        # once added, so at most the tasks in flight and one accumulator are held in memory
+        # partial results are added in task order (the same sums whichever worker finishes first) and each is
+        # released as soon as it is added, instead of stacking all partials into one array before summing
         sums = sumsq = nexpr = None
         for future in futures:
             s, q, n = future.result()
