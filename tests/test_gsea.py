@@ -125,3 +125,22 @@ def test_sample_scores_tidy():
     assert up.idxmax() == "r0"
     with pytest.raises(HmbaToolkitError, match="method='plage'"):
         sample_scores(expr, {"up": genes[:20]}, method="plage")
+
+
+def test_prerank_does_not_depend_on_the_order_of_tied_genes():
+    """Never-expressed genes tie at 0: the same sets get the same ES, NES and p-value in any input order."""
+    rng = np.random.default_rng(11)
+    genes = [f"G{i}" for i in range(400)]
+    scores = np.r_[rng.normal(0, 2, 250), np.zeros(150)]  # 150 genes tied at 0
+    ranking = pd.Series(scores, index=genes)
+    sets = {"in_ties": genes[250:280], "mixed": genes[:10] + genes[300:320], "top": genes[:25]}
+    with pytest.warns(UserWarning, match="only genes of score 0"):
+        ref = prerank(ranking, sets, permutations=500, seed=1, min_size=5).set_index("term")
+    for order in (ranking.index[::-1], rng.permutation(ranking.index)):
+        with pytest.warns(UserWarning, match="only genes of score 0"):
+            got = prerank(ranking.loc[order], sets, permutations=500, seed=1, min_size=5).set_index("term").loc[ref.index]
+        np.testing.assert_allclose(got[["effect", "statistic", "pvalue"]].to_numpy(float),
+                                   ref[["effect", "statistic", "pvalue"]].to_numpy(float))
+    # a set made only of zero-weight (score 0) genes has no running sum: NaN with a warning, never a small p-value
+    assert ref.loc["in_ties", ["effect", "statistic", "pvalue", "padj"]].isna().all()
+    assert ref.loc["mixed", "pvalue"] > 0 and np.isfinite(ref.loc["top", "statistic"])

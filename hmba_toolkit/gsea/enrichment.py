@@ -23,6 +23,7 @@ Bioinformatics 23:401-407 (hypergeometric ORA).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -109,19 +110,48 @@ def ora(
     return out
 
 
-def _es_from_positions(pos: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
-    """Enrichment scores for rows of sorted hit positions (shape sets x k) in a ranking of n genes."""
+def _tie_blocks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last position of the block of equal scores that each position of a sorted ranking belongs to."""
+    n = scores.size
+    new_block = np.r_[True, scores[1:] != scores[:-1]]
+    start = np.maximum.accumulate(np.where(new_block, np.arange(n), 0))
+    block_end = np.r_[np.flatnonzero(new_block)[1:] - 1, n - 1]
+    end = block_end[np.cumsum(new_block) - 1]
+    return start, end
+
+
+def _es_from_positions(pos: np.ndarray, weights: np.ndarray, n: int, blocks: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Enrichment scores for rows of sorted hit positions (shape sets x k) in a ranking of n genes.
+
+    With ``blocks`` (from :func:`_tie_blocks`), the running sum is read only at the edges of blocks of tied scores,
+    so the score does not depend on how tied genes happen to be ordered (every order of a tie block gives the same
+    value); without ties this is the usual maximum deviation over hits.
+    """
     k = pos.shape[1]
     w = weights[pos]
     cw = np.cumsum(w, axis=1)
     total = cw[:, -1:]
     total = np.where(total == 0, 1.0, total)
-    misses_before = pos - np.arange(k)
-    after = cw / total - misses_before / (n - k)  # just after each hit
-    before = (cw - w) / total - misses_before / (n - k)  # just before each hit
+    j = np.broadcast_to(np.arange(k), pos.shape)
+    if blocks is None:
+        first, last, start, end = j, j, pos, pos
+    else:
+        start, end = blocks[0][pos], blocks[1][pos]
+        # hits of one block are adjacent in a sorted row: index of the first and the last hit of each hit's block
+        new = np.ones(pos.shape, bool)
+        new[:, 1:] = end[:, 1:] != end[:, :-1]
+        first = np.maximum.accumulate(np.where(new, j, 0), axis=1)
+        is_last = np.ones(pos.shape, bool)
+        is_last[:, :-1] = new[:, 1:]
+        last = np.minimum.accumulate(np.where(is_last, j, k)[:, ::-1], axis=1)[:, ::-1]
+    cw_after = np.take_along_axis(cw, last, axis=1)
+    cw_before = np.take_along_axis(cw, first, axis=1) - np.take_along_axis(w, first, axis=1)
+    after = cw_after / total - (end + 1 - (last + 1)) / (n - k)  # just after the hit's block
+    before = cw_before / total - (start - first) / (n - k)  # just before the hit's block
     top = after.max(axis=1)
     bottom = before.min(axis=1)
-    return np.where(np.abs(top) >= np.abs(bottom), top, bottom)
+    es = np.where(np.abs(top) >= np.abs(bottom), top, bottom)
+    return np.where(cw[:, -1] > 0, es, np.nan)  # a set whose genes all weigh 0 has no running sum
 
 
 def enrichment_score(ranking: pd.Series, genes: Iterable[str], weight: float = 1.0) -> float:
@@ -130,7 +160,8 @@ def enrichment_score(ranking: pd.Series, genes: Iterable[str], weight: float = 1
     pos = np.flatnonzero(r.index.isin(list(genes)))
     if pos.size == 0 or pos.size == len(r):
         raise HmbaToolkitError("the set must hit some but not all ranked genes")
-    return float(_es_from_positions(pos[None, :], np.abs(r.to_numpy(float)) ** weight, len(r))[0])
+    scores = r.to_numpy(float)
+    return float(_es_from_positions(pos[None, :], np.abs(scores) ** weight, len(r), _tie_blocks(scores))[0])
 
 
 def prerank(
@@ -148,8 +179,9 @@ def prerank(
     Parameters
     ----------
     ranking
-        A score per gene (index = gene), e.g. the ``statistic`` column of a DE table.
-        Ties keep their input order. Genes must be unique.
+        A score per gene (index = gene), e.g. the ``statistic`` column of a DE table. Genes must
+        be unique. Tied scores (e.g. never-expressed genes at 0) form blocks whose order does not
+        matter: the running sum is read at the blocks' edges, so results do not depend on input order.
     gene_sets
         ``{name: genes}``.
     permutations
@@ -173,7 +205,9 @@ def prerank(
         raise HmbaToolkitError("ranking has duplicated gene names")
     r = ranking.dropna().sort_values(ascending=False, kind="stable")
     n = len(r)
-    w = np.abs(r.to_numpy(float)) ** weight
+    scores = r.to_numpy(float)
+    w = np.abs(scores) ** weight
+    blocks = _tie_blocks(scores)
     index = {g: i for i, g in enumerate(r.index)}
     sets, dropped = _restrict(gene_sets, set(r.index), min_size, max_size)
     if max(len(g) for g in sets.values()) >= n:
@@ -182,13 +216,18 @@ def prerank(
     draws = np.argsort(rng.random((permutations, n)), axis=1)  # each row a random order of genes
     by_size: dict[int, np.ndarray] = {}
     rows = []
+    weightless: list[str] = []
     for name, members in sets.items():
         k = len(members)
         if k not in by_size:
-            by_size[k] = _es_from_positions(np.sort(draws[:, :k], axis=1), w, n)
+            by_size[k] = _es_from_positions(np.sort(draws[:, :k], axis=1), w, n, blocks)
         null = by_size[k]
         pos = np.sort(np.fromiter((index[g] for g in members), dtype=np.int64, count=k))
-        es = float(_es_from_positions(pos[None, :], w, n)[0])
+        es = float(_es_from_positions(pos[None, :], w, n, blocks)[0])
+        if np.isnan(es):  # every gene of the set has weight 0 (score 0): undefined, not "depleted"
+            weightless.append(name)
+            rows.append((name, k, k, np.nan, np.nan, np.nan, ""))
+            continue
         same = null[null >= 0] if es >= 0 else null[null < 0]
         extreme = (same >= es).sum() if es >= 0 else (same <= es).sum()
         p = (1 + extreme) / (1 + same.size)
@@ -198,8 +237,11 @@ def prerank(
         run = cw - (pos - np.arange(k)) / (n - k)
         lead = pos[: int(np.argmax(run)) + 1] if es >= 0 else pos[int(np.argmin(run - w[pos] / w[pos].sum())):]
         rows.append((name, k, k, nes, es, p, ";".join(r.index[lead])))
+    if weightless:
+        warnings.warn(f"{len(weightless)} gene set(s) have only genes of score 0 (weight 0), so no enrichment score: "
+                      f"{weightless[:5]}; their statistics are NaN", stacklevel=2)
     out = pd.DataFrame(rows, columns=["term", "n_genes", "n_overlap", "statistic", "effect", "pvalue", "genes"])
-    out["padj"] = bh_adjust(out["pvalue"].to_numpy())
+    out["padj"] = np.where(out["pvalue"].isna(), np.nan, bh_adjust(out["pvalue"].to_numpy()))
     out = out[ENRICHMENT_COLUMNS].sort_values(["pvalue", "term"], ignore_index=True)
     out.attrs.update({"method": "prerank", "ranked_genes": n, "permutations": permutations, "seed": seed, "weight": weight,
                       "sets_tested": len(sets), "sets_outside_size_limits": dropped, "min_size": min_size, "max_size": max_size,
