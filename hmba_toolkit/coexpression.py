@@ -24,6 +24,7 @@ Am J Psychol 15:72-101.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,8 +78,31 @@ def _corr_columns(X, genes: list[str]) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = cov / np.outer(sd, sd)
     r = np.clip(r, -1, 1)
-    np.fill_diagonal(r, np.where(sd > 0, 1.0, np.nan))
+    # a gene that never varies has no correlation: decided exactly (the variance from sums of squares is not)
+    constant = _constant_columns(X)
+    r[constant, :] = np.nan
+    r[:, constant] = np.nan
+    np.fill_diagonal(r, np.where(constant, np.nan, 1.0))
+    if constant.any():
+        names = [genes[i] for i in np.flatnonzero(constant)]
+        warnings.warn(f"{len(names)} gene(s) do not vary across the observations, their correlations are NaN: "
+                      f"{names[:10]}", stacklevel=3)
     return pd.DataFrame(r, index=pd.Index(genes, name="gene"), columns=pd.Index(genes, name="gene"))
+
+
+def _constant_columns(X) -> np.ndarray:
+    """True for columns whose values are all equal (exact comparison, dense or sparse)."""
+    if sp.issparse(X):
+        X = sp.csc_matrix(X)
+        X.eliminate_zeros()
+        nnz = np.diff(X.indptr)
+        out = nnz == 0  # all zero
+        full = np.flatnonzero(nnz == X.shape[0])  # no zero: constant if the stored values are equal
+        for j in full:
+            vals = X.data[X.indptr[j]:X.indptr[j + 1]]
+            out[j] = bool((vals == vals[0]).all())
+        return out
+    return (X == X[:1]).all(axis=0)
 
 
 def _select(names: pd.Index, genes: Sequence[str] | None, what: str) -> np.ndarray:

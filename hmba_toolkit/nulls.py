@@ -323,6 +323,10 @@ def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson") -> dict:
     for name, v in (("x", x), ("y", y)):
         if not np.isfinite(v).all() or v.std() == 0:
             raise HmbaToolkitError(f"{name} must be a finite, non-constant map")
+    bad = ~np.isfinite(nulls).all(axis=1)
+    if bad.any():  # a p-value from NaN surrogates would look real (every comparison is False)
+        raise HmbaToolkitError(f"nulls: {int(bad.sum())} of {len(nulls)} surrogate maps have NaN or infinite values "
+                               "(surrogates of a map with missing values?); drop those locations first")
     yz = zscore_rows(y[None, :])[0]
     r = float(np.mean(zscore_rows(x[None, :])[0] * yz))
     rn = (zscore_rows(nulls) * yz).mean(axis=1)

@@ -108,3 +108,19 @@ def test_distance_decay_recovers_the_exponential():
         coexpression.fit_distance_decay(c, xyz.iloc[:10])
     with pytest.raises(HmbaToolkitError, match="model='power'"):
         coexpression.fit_distance_decay(c, xyz, model="power")
+
+
+def test_constant_gene_has_nan_correlations_with_a_warning():
+    """A gene that never varies has no correlation: NaN (not +-1 from rounding) and a warning naming it."""
+    import warnings
+
+    X = np.random.default_rng(0).poisson(2, (50, 4)).astype(float)
+    X[:, 0] = 3.0
+    for matrix in (X, sp.csr_matrix(X)):
+        a = ad.AnnData(matrix, var=pd.DataFrame(index=list("ABCD")))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = coexpression.gene_correlation(a, method="pearson")
+        assert r.loc["A"].isna().all() and r["A"].isna().all()
+        assert np.isfinite(r.loc[["B", "C", "D"], ["B", "C", "D"]].to_numpy()).all()
+        assert any("['A']" in str(w.message) for w in caught)

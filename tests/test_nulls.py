@@ -120,3 +120,11 @@ def test_sparse_spatial_lag_is_calibrated_and_fits_like_the_dense_one():
     print("sparse spatial-lag null, false-positive rate at 0.05:", fpr)
     assert fpr["sparse"] <= 0.12, fpr
     assert fpr["naive"] > 3 * max(fpr["sparse"], 0.05), fpr
+
+
+def test_correlate_refuses_nan_surrogates():
+    """All-NaN surrogates used to give p = 1 / (n + 1), a value that looks real."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=30), rng.normal(size=30)
+    with pytest.raises(HmbaToolkitError, match="10 of 10 surrogate maps have NaN"):
+        nulls.correlate(x, y, np.full((10, 30), np.nan))
