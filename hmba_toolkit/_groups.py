@@ -26,6 +26,11 @@ def group_codes(obs: pd.DataFrame, by: Sequence[str], cells: pd.Index | None = N
     if cells is not None:
         if obs.index.duplicated().any():
             raise HmbaToolkitError(f"{source}: obs index has duplicated cell labels, e.g. {list(obs.index[obs.index.duplicated()][:3])}")
+        if len(cells) and not pd.Index(cells).isin(obs.index).any():
+            hint = " (it has a 'cell_label' column: use obs.set_index('cell_label'))" if "cell_label" in obs.columns else ""
+            raise HmbaToolkitError(
+                f"{source}: none of its {len(cells)} cells is in the index of obs (e.g. {list(pd.Index(cells)[:2])} vs "
+                f"{list(obs.index[:2])}); obs must be indexed by cell label{hint}")
         keys = keys.reindex(cells)
     ok = keys.notna().all(axis=1).to_numpy()
     codes = np.full(len(keys), -1, dtype=np.int64)

@@ -11,6 +11,8 @@ Reference: Allen Institute ``abc_atlas_access`` release builder (``abc_validator
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -49,6 +51,7 @@ def counts_per(X, scale: float) -> sp.csr_matrix:
 
 def cpm(adata: ad.AnnData) -> ad.AnnData:
     """A copy of ``adata`` with ``X`` = counts per million (float64, not logged)."""
+    _check_counts(adata, "cpm")
     out = adata.copy()
     out.X = counts_per(adata.X, 1e6)
     out.uns["normalization"] = "CPM"
@@ -75,7 +78,23 @@ def log2_normalize(X, scale: float) -> sp.csr_matrix:
     return out
 
 
-def _normalized(adata: ad.AnnData, scale: float, label: str) -> ad.AnnData:
+_NORMALIZED = ("log2", "log2(CPM+1)", "log2(CPT+1)", "CPM")
+
+
+def _check_counts(adata: ad.AnnData, what: str) -> None:
+    """Refuse data already normalised (``uns['normalization']``); warn on non-integer values."""
+    label = adata.uns.get("normalization") if hasattr(adata, "uns") else None
+    if isinstance(label, str) and label in _NORMALIZED:
+        raise DataFormatError(f"{what} expects raw counts, but uns['normalization'] is {label!r}: the data are already "
+                              "normalised (read the '-raw' matrix, normalization='raw')")
+    X = adata.X
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    if data.size and np.issubdtype(np.asarray(data).dtype, np.floating) and not np.all(np.mod(data, 1) == 0):
+        warnings.warn(f"{what} expects raw counts; X holds non-integer values (already normalised?)", stacklevel=3)
+
+
+def _normalized(adata: ad.AnnData, scale: float, label: str, name: str) -> ad.AnnData:
+    _check_counts(adata, name)
     out = adata.copy()
     out.X = log2_normalize(adata.X, scale)
     out.uns["normalization"] = label
@@ -92,12 +111,12 @@ def log2_cpm(adata: ad.AnnData) -> ad.AnnData:
     >>> log2_cpm(raw).uns["normalization"]
     'log2(CPM+1)'
     """
-    return _normalized(adata, 1e6, "log2(CPM+1)")
+    return _normalized(adata, 1e6, "log2(CPM+1)", "log2_cpm")
 
 
 def log2_cpt(adata: ad.AnnData) -> ad.AnnData:
     """A copy of ``adata`` with ``X`` = log2(CPT + 1), counts per thousand (the spatial convention)."""
-    return _normalized(adata, 1e3, "log2(CPT+1)")
+    return _normalized(adata, 1e3, "log2(CPT+1)", "log2_cpt")
 
 
 def qc_metrics(adata: ad.AnnData, blank_prefix: str = "Blank-") -> tuple[pd.DataFrame, pd.DataFrame]:

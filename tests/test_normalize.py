@@ -62,3 +62,25 @@ def test_cpm_sums_to_a_million(cache):
     out = cpm(raw)
     np.testing.assert_allclose(np.asarray(out.X.sum(axis=1)).ravel(), 1e6)
     assert out.uns["normalization"] == "CPM"
+
+
+def test_normalising_twice_is_refused_and_non_integer_input_warned(cache):
+    import warnings
+
+    from hmba_toolkit.normalize import cpm
+
+    stored = cache.read_expression("HMBA-10xMultiome-BG-Aligned", cells=cache.cell_table("HMBA-10xMultiome-BG-Aligned").index[:20])
+    assert stored.uns["normalization"] == "log2"
+    with pytest.raises(DataFormatError, match="already normalised"):
+        log2_cpm(stored)
+    with pytest.raises(DataFormatError, match="already normalised"):
+        log2_cpm(log2_cpm(cache.read_expression("HMBA-10xMultiome-BG-Aligned", normalization="raw",
+                                                cells=stored.obs_names)))
+    unlabelled = stored.copy()
+    del unlabelled.uns["normalization"]
+    with pytest.warns(UserWarning, match="non-integer"):
+        cpm(unlabelled)
+    raw = cache.read_expression("HMBA-10xMultiome-BG-Aligned", normalization="raw", cells=stored.obs_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log2_cpm(raw)  # raw counts: no warning

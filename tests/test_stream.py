@@ -170,3 +170,9 @@ def test_get_gene_data_uses_the_index_when_present(cache, tmp_path, monkeypatch)
     with_index = cache.get_gene_data(cells, genes_table, ["DRD1", "PENK"], data_type="raw")
     assert calls == []  # the matrices were not read
     pd.testing.assert_frame_equal(with_index, without)
+
+
+def test_aggregate_with_obs_not_indexed_by_cell_label_is_an_error(human):
+    """It used to return 0 groups, every cell 'left out', without a word."""
+    with pytest.raises(HmbaToolkitError, match="use obs.set_index\\('cell_label'\\)"):
+        stream.aggregate(human["raw"], human["cells"].reset_index(), ["Subclass"], progress=False)

@@ -430,7 +430,9 @@ class AbcCache:
         elif matrix not in labels:
             raise HmbaToolkitError(f"matrix {matrix!r} is not in {d}; choose from {labels}")
         path = self.get_file_path(d, f"{matrix}/{normalization}")
-        return read_h5ad_subset(path, cells=cells, genes=genes, gene_column=gene_column)
+        out = read_h5ad_subset(path, cells=cells, genes=genes, gene_column=gene_column)
+        out.uns["normalization"] = normalization  # as the release's files say it (normalize refuses to redo "log2")
+        return out
 
     def get_gene_data(
         self,
