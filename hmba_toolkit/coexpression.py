@@ -93,7 +93,7 @@ def _corr_columns(X, genes: list[str]) -> pd.DataFrame:
 def _constant_columns(X) -> np.ndarray:
     """True for columns whose values are all equal (exact comparison, dense or sparse)."""
     if sp.issparse(X):
-        X = sp.csc_matrix(X)
+        X = sp.csc_matrix(X, copy=True)  # eliminate_zeros works in place: never on the caller's matrix
         X.eliminate_zeros()
         nnz = np.diff(X.indptr)
         out = nnz == 0  # all zero

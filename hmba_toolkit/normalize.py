@@ -83,7 +83,7 @@ _NORMALIZED = ("log2", "log2(CPM+1)", "log2(CPT+1)", "CPM")
 
 def _check_counts(adata: ad.AnnData, what: str) -> None:
     """Refuse data already normalised (``uns['normalization']``); warn on non-integer values."""
-    label = adata.uns.get("normalization") if hasattr(adata, "uns") else None
+    label = adata.uns.get("normalization")
     if isinstance(label, str) and label in _NORMALIZED:
         raise DataFormatError(f"{what} expects raw counts, but uns['normalization'] is {label!r}: the data are already "
                               "normalised (read the '-raw' matrix, normalization='raw')")

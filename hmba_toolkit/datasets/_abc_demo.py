@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -635,15 +636,7 @@ def generate(root: Path, truth_dir: Path) -> None:
         make_spatial(root, rng, model, clusters, species, truth_dir, RELEASES[RELEASE][directory])
         if species == "Human":  # the re-released human metadata (20260228): the same tables
             new, old = (root / "metadata" / directory / RELEASES[r][directory]["metadata"] for r in ("20260228", RELEASE))
-            _copy_tree(old, new)
+            shutil.copytree(old, new)
     make_patchseq(root, rng, model, clusters, truth_dir, RELEASES["20260228"][PATCHSEQ])
     for release in RELEASES:
         write_manifest(root, release)
-
-
-def _copy_tree(src: Path, dst: Path) -> None:
-    for p in sorted(src.rglob("*")):
-        if p.is_file():
-            target = dst / p.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(p.read_bytes())

@@ -146,9 +146,10 @@ def _exact_log_dispersions(Y: np.ndarray, Mu: np.ndarray, X: np.ndarray, lo: flo
     grid = np.linspace(lo, hi, n_grid)
     values = np.stack([_dispersion_objective(np.full(n, u), Y, Mu, X, cr_reg, prior) for u in grid])
     k = np.argmin(values, axis=0)
-    a, b = grid[np.maximum(k - 1, 0)], grid[np.minimum(k + 1, n_grid - 1)]
-    at_a = _dispersion_gradient_sign(a, Y, Mu, X, cr_reg, prior) >= 0
-    at_b = _dispersion_gradient_sign(b, Y, Mu, X, cr_reg, prior) <= 0
+    left, right = grid[np.maximum(k - 1, 0)], grid[np.minimum(k + 1, n_grid - 1)]
+    at_left = _dispersion_gradient_sign(left, Y, Mu, X, cr_reg, prior) >= 0
+    at_right = _dispersion_gradient_sign(right, Y, Mu, X, cr_reg, prior) <= 0
+    a, b = left, right
     for _ in range(int(np.ceil(np.log2((b - a).max() / tol)))):
         mid = 0.5 * (a + b)
         up = _dispersion_gradient_sign(mid, Y, Mu, X, cr_reg, prior) >= 0
@@ -156,9 +157,11 @@ def _exact_log_dispersions(Y: np.ndarray, Mu: np.ndarray, X: np.ndarray, lo: flo
         a = np.where(up, a, mid)
     out = 0.5 * (a + b)
     # a bracket end that is itself a minimum (a bound, or a kink of the grid) wins when it is lower
-    for end, flag in ((grid[np.maximum(k - 1, 0)], at_a), (grid[np.minimum(k + 1, n_grid - 1)], at_b)):
-        lower = flag & (_dispersion_objective(end, Y, Mu, X, cr_reg, prior) < _dispersion_objective(out, Y, Mu, X, cr_reg, prior))
-        out = np.where(lower, end, out)
+    f_out = _dispersion_objective(out, Y, Mu, X, cr_reg, prior)
+    for end, flag in ((left, at_left), (right, at_right)):
+        f_end = _dispersion_objective(end, Y, Mu, X, cr_reg, prior)
+        lower = flag & (f_end < f_out)
+        out, f_out = np.where(lower, end, out), np.where(lower, f_end, f_out)
     return out
 
 
@@ -169,13 +172,11 @@ def _inference(n_cpus: int = 1):
     class ExactDispersionInference(DefaultInference):
         def alpha_mle(self, counts, design_matrix, mu, alpha_hat, min_disp, max_disp, prior_disp_var=None,
                       cr_reg=True, prior_reg=False, optimizer="L-BFGS-B"):
-            _, converged = super().alpha_mle(counts, design_matrix, mu, alpha_hat, min_disp, max_disp,
-                                             prior_disp_var=prior_disp_var, cr_reg=cr_reg, prior_reg=prior_reg,
-                                             optimizer=optimizer)
+            # replaces pydeseq2's per-gene L-BFGS-B (``optimizer`` is not used); every gene converges
             prior = (np.log(np.asarray(alpha_hat, float)), float(prior_disp_var)) if prior_reg else None
             t = _exact_log_dispersions(np.asarray(counts, float), np.asarray(mu, float), np.asarray(design_matrix, float),
                                        float(np.log(min_disp)), float(np.log(max_disp)), cr_reg, prior)
-            return np.exp(t), np.ones_like(converged, dtype=bool)
+            return np.exp(t), np.ones(t.size, dtype=bool)
 
     return ExactDispersionInference(n_cpus=n_cpus)
 

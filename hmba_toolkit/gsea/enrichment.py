@@ -120,12 +120,12 @@ def _tie_blocks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return start, end
 
 
-def _es_from_positions(pos: np.ndarray, weights: np.ndarray, n: int, blocks: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def _es_from_positions(pos: np.ndarray, weights: np.ndarray, n: int, blocks: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Enrichment scores for rows of sorted hit positions (shape sets x k) in a ranking of n genes.
 
-    With ``blocks`` (from :func:`_tie_blocks`), the running sum is read only at the edges of blocks of tied scores,
-    so the score does not depend on how tied genes happen to be ordered (every order of a tie block gives the same
-    value); without ties this is the usual maximum deviation over hits.
+    ``blocks`` (from :func:`_tie_blocks`): the running sum is read only at the edges of blocks of tied scores, so the
+    score does not depend on how tied genes happen to be ordered (every order of a tie block gives the same value);
+    without ties every block is one gene and this is the usual maximum deviation over hits.
     """
     k = pos.shape[1]
     w = weights[pos]
@@ -133,17 +133,14 @@ def _es_from_positions(pos: np.ndarray, weights: np.ndarray, n: int, blocks: tup
     total = cw[:, -1:]
     total = np.where(total == 0, 1.0, total)
     j = np.broadcast_to(np.arange(k), pos.shape)
-    if blocks is None:
-        first, last, start, end = j, j, pos, pos
-    else:
-        start, end = blocks[0][pos], blocks[1][pos]
-        # hits of one block are adjacent in a sorted row: index of the first and the last hit of each hit's block
-        new = np.ones(pos.shape, bool)
-        new[:, 1:] = end[:, 1:] != end[:, :-1]
-        first = np.maximum.accumulate(np.where(new, j, 0), axis=1)
-        is_last = np.ones(pos.shape, bool)
-        is_last[:, :-1] = new[:, 1:]
-        last = np.minimum.accumulate(np.where(is_last, j, k)[:, ::-1], axis=1)[:, ::-1]
+    start, end = blocks[0][pos], blocks[1][pos]
+    # hits of one block are adjacent in a sorted row: index of the first and the last hit of each hit's block
+    new = np.ones(pos.shape, bool)
+    new[:, 1:] = end[:, 1:] != end[:, :-1]
+    first = np.maximum.accumulate(np.where(new, j, 0), axis=1)
+    is_last = np.ones(pos.shape, bool)
+    is_last[:, :-1] = new[:, 1:]
+    last = np.minimum.accumulate(np.where(is_last, j, k)[:, ::-1], axis=1)[:, ::-1]
     cw_after = np.take_along_axis(cw, last, axis=1)
     cw_before = np.take_along_axis(cw, first, axis=1) - np.take_along_axis(w, first, axis=1)
     after = cw_after / total - (end + 1 - (last + 1)) / (n - k)  # just after the hit's block
