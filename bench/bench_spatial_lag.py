@@ -37,7 +37,7 @@ def main(n_compare: int = 2500, n_large: int = 30000, n: int = 100) -> None:
     res = {}
     for method in ("dense", "sparse"):
         t0 = time.perf_counter()
-        s = nulls.spatial_lag(x, xy, n=n, seed=0, method=method)
+        s = nulls.spatial_lag(x, xy, n_permutations=n, seed=0, method=method)
         res[method] = (time.perf_counter() - t0, float(nulls.variogram_fit(x, s, xy)["r2"].median()))
     print(f"N = {n_compare} (2-D), {n} surrogates")
     for method, (sec, r2) in res.items():
@@ -46,7 +46,7 @@ def main(n_compare: int = 2500, n_large: int = 30000, n: int = 100) -> None:
     big = rng.random((n_large, 3)) * 20
     xb = np.sin(big[:, 0] / 3) + np.cos(big[:, 1] / 4) + 0.3 * rng.standard_normal(n_large)
     t0 = time.perf_counter()
-    s = nulls.spatial_lag(xb, big, n=n, seed=0)
+    s = nulls.spatial_lag(xb, big, n_permutations=n, seed=0)
     print(f"N = {n_large} (3-D), {n} surrogates, sparse: {time.perf_counter() - t0:.1f} s, peak {_peak_gb():.2f} GB (process)")
 
 

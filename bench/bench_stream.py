@@ -75,8 +75,8 @@ def method(name: str, path: Path) -> dict:
     elif name == "stream_aggregate":
         a = ad.read_h5ad(path, backed="r")
         obs = a.obs.copy()
-        res = stream.aggregate(path, obs, ["donor_label", "Group"], progress=False)
-        extra["checksum"] = float(res.X.sum())
+        res = stream.aggregate(path, ["donor_label", "Group"], obs=obs, progress=False)
+        extra["checksum"] = float(res.layers["sum"].sum())
     elif name == "scanpy_backed_aggregate":
         import scanpy as sc
 

@@ -38,12 +38,28 @@ stream
 mouse
     The Allen mouse ISH atlas: the 200 um reference, per-structure summaries ("unionize") of one
     or thousands of grids, and a genes x voxels store packed locally or downloaded in bulk.
+get
+    Values out of AnnData objects as tidy tables (genes and ``obs`` columns by cell, as scanpy's ``get.obs_df``).
 errors
     The exceptions raised on bad input.
 """
 
-from . import ahba, autocorrelation, coexpression, cross_species, datasets, de, errors, gsea, io, mouse, normalize, nulls, pl, spatial, stream, variograms, weights
+import importlib
+
 from ._session import session_info
 
 __version__ = "0.1.0"
-__all__ = ["ahba", "autocorrelation", "coexpression", "cross_species", "datasets", "de", "errors", "gsea", "io", "mouse", "normalize", "nulls", "pl", "session_info", "spatial", "stream", "variograms", "weights", "__version__"]
+_SUBMODULES = ("ahba", "autocorrelation", "coexpression", "cross_species", "datasets", "de", "errors", "get", "gsea", "io",
+               "mouse", "normalize", "nulls", "pl", "spatial", "stream", "variograms", "weights")
+__all__ = [*_SUBMODULES, "session_info", "__version__"]
+
+
+def __getattr__(name: str):
+    """Import submodules on first use (``hmba_toolkit.pl`` loads matplotlib only when a plot is asked for)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'hmba_toolkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -7,28 +7,28 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import HmbaToolkitError
+from .errors import ParameterError
 
 
-def group_codes(obs: pd.DataFrame, by: Sequence[str], cells: pd.Index | None = None, *, source: str = "obs"):
-    """Integer group of every cell (-1 = left out) and the table of groups, sorted by ``by``.
+def group_codes(obs: pd.DataFrame, groupby: Sequence[str], cells: pd.Index | None = None, *, source: str = "obs"):
+    """Integer group of every cell (-1 = left out) and the table of groups, sorted by ``groupby``.
 
     ``cells`` aligns the codes to another cell order (e.g. a file's rows): cells absent from
-    ``obs`` get -1. Missing ``by`` values also give -1.
+    ``obs`` get -1. Missing ``groupby`` values also give -1.
     """
-    by = list(by)
+    by = [groupby] if isinstance(groupby, str) else list(groupby)
     if not by:
-        raise HmbaToolkitError("by must name at least one column")
+        raise ParameterError("groupby must name at least one column")
     missing = [c for c in by if c not in obs.columns]
     if missing:
-        raise HmbaToolkitError(f"{source}: obs has no column(s) {missing}")
+        raise ParameterError(f"{source}: obs has no column(s) {missing}")
     keys = obs[by].astype("string")
     if cells is not None:
         if obs.index.duplicated().any():
-            raise HmbaToolkitError(f"{source}: obs index has duplicated cell labels, e.g. {list(obs.index[obs.index.duplicated()][:3])}")
+            raise ParameterError(f"{source}: obs index has duplicated cell labels, e.g. {list(obs.index[obs.index.duplicated()][:3])}")
         if len(cells) and not pd.Index(cells).isin(obs.index).any():
             hint = " (it has a 'cell_label' column: use obs.set_index('cell_label'))" if "cell_label" in obs.columns else ""
-            raise HmbaToolkitError(
+            raise ParameterError(
                 f"{source}: none of its {len(cells)} cells is in the index of obs (e.g. {list(pd.Index(cells)[:2])} vs "
                 f"{list(obs.index[:2])}); obs must be indexed by cell label{hint}")
         keys = keys.reindex(cells)

@@ -6,7 +6,7 @@ import platform
 import sys
 from importlib import metadata
 
-_PACKAGES = ("hmba_toolkit", "numpy", "scipy", "pandas", "anndata", "h5py", "scanpy", "matplotlib", "seaborn", "statsmodels", "gseapy")
+_PACKAGES = ("hmba_toolkit", "numpy", "scipy", "pandas", "anndata", "h5py", "scanpy", "matplotlib", "seaborn", "gseapy")
 
 
 def session_info(packages: tuple[str, ...] = _PACKAGES) -> str:

@@ -28,32 +28,34 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from .de._result import bh_adjust
-from .errors import HmbaToolkitError
+from ._stats import bh_adjust
+from ._compat import renamed_parameters
+from .errors import ParameterError
 
 __all__ = ["morans_i", "gearys_c", "AUTOCORRELATION_COLUMNS"]
 
-AUTOCORRELATION_COLUMNS = ["gene", "statistic", "expected", "z_norm", "p_norm", "z_rand", "p_rand", "p_perm", "padj"]
+AUTOCORRELATION_COLUMNS = ["gene", "statistic", "expected", "z_norm", "pvalue_norm", "z_rand", "pvalue_rand", "pvalue_perm",
+                           "pvalue", "padj"]
 
 
 def _prepare(X, W, genes):
     W = sp.csr_matrix(W, dtype=float)
     if W.shape[0] != W.shape[1]:
-        raise HmbaToolkitError(f"W must be square, got {W.shape}")
+        raise ParameterError(f"W must be square, got {W.shape}")
     X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=float)
     if X.ndim == 1:
         X = X[:, None]
     if X.shape[0] != W.shape[0]:
-        raise HmbaToolkitError(f"X has {X.shape[0]} rows, W has {W.shape[0]}: one row of X per location")
+        raise ParameterError(f"X has {X.shape[0]} rows, W has {W.shape[0]}: one row of X per location")
     n = X.shape[0]
     if n < 4:
-        raise HmbaToolkitError("need at least 4 locations")
+        raise ParameterError("need at least 4 locations")
     names = list(genes) if genes is not None else [f"x{j}" for j in range(X.shape[1])]
     if len(names) != X.shape[1]:
-        raise HmbaToolkitError(f"{len(names)} gene names for {X.shape[1]} columns")
+        raise ParameterError(f"{len(names)} gene names for {X.shape[1]} columns")
     S0 = W.sum()
     if S0 == 0:
-        raise HmbaToolkitError("W has no weights")
+        raise ParameterError("W has no weights")
     Wt = W.T.tocsr()
     S1 = 0.5 * (W + Wt).power(2).sum()
     S2 = float(((np.asarray(W.sum(axis=1)).ravel() + np.asarray(W.sum(axis=0)).ravel()) ** 2).sum())
@@ -97,15 +99,16 @@ def _table(names, stat, expected, vn, vr, pperm):
         zn = (stat - expected) / np.sqrt(vn)
         zr = (stat - expected) / np.sqrt(vr)
     out = pd.DataFrame({
-        "gene": names, "statistic": stat, "expected": expected, "z_norm": zn, "p_norm": 2 * stats.norm.sf(np.abs(zn)),
-        "z_rand": zr, "p_rand": 2 * stats.norm.sf(np.abs(zr)), "p_perm": pperm,
+        "gene": names, "statistic": stat, "expected": expected, "z_norm": zn, "pvalue_norm": 2 * stats.norm.sf(np.abs(zn)),
+        "z_rand": zr, "pvalue_rand": 2 * stats.norm.sf(np.abs(zr)), "pvalue_perm": pperm,
     })
-    p = out["p_perm"].to_numpy() if np.isfinite(pperm).all() else out["p_rand"].to_numpy()
-    out["padj"] = bh_adjust(p)
+    out["pvalue"] = out["pvalue_perm"] if np.isfinite(pperm).all() else out["pvalue_rand"]
+    out["padj"] = bh_adjust(out["pvalue"].to_numpy())
     return out
 
 
-def morans_i(X, W, genes: Sequence[str] | None = None, *, permutations: int = 0, seed: int = 0) -> pd.DataFrame:
+@renamed_parameters(permutations="n_permutations")
+def morans_i(X, W, genes: Sequence[str] | None = None, *, n_permutations: int = 0, seed: int = 0) -> pd.DataFrame:
     """Moran's I of every column of ``X`` (locations x genes) under weights ``W``.
 
     Parameters
@@ -116,16 +119,17 @@ def morans_i(X, W, genes: Sequence[str] | None = None, *, permutations: int = 0,
         n x n spatial weights (see :mod:`hmba_toolkit.weights`), row-standardized or not.
     genes
         Column names (default ``x0, x1, ...``).
-    permutations
-        Number of random relabellings of the values for ``p_perm`` (0: skip).
+    n_permutations
+        Number of random relabellings of the values for ``pvalue_perm`` (0: skip).
     seed
         Seed of the permutations.
 
     Returns
     -------
     pandas.DataFrame
-        ``gene, statistic (I), expected, z_norm, p_norm, z_rand, p_rand, p_perm, padj``; two-sided
-        p-values; ``padj`` is BH over genes of ``p_perm`` (or ``p_rand`` without permutations).
+        ``gene, statistic (I), expected, z_norm, pvalue_norm, z_rand, pvalue_rand, pvalue_perm, pvalue, padj``;
+        two-sided p-values under normality, randomisation and permutation; ``pvalue`` is ``pvalue_perm`` (or
+        ``pvalue_rand`` without permutations) and ``padj`` its BH adjustment over genes.
 
     Examples
     --------
@@ -143,11 +147,12 @@ def morans_i(X, W, genes: Sequence[str] | None = None, *, permutations: int = 0,
     k = _kurtosis(z)
     vr = (n * ((n**2 - 3 * n + 3) * S1 - n * S2 + 3 * S0**2) - k * ((n**2 - n) * S1 - 2 * n * S2 + 6 * S0**2)) / (
         (n - 1) * (n - 2) * (n - 3) * S0**2) - e**2
-    pperm = _permute(_moran, W, z, n, S0, permutations, seed, e, stat)
+    pperm = _permute(_moran, W, z, n, S0, n_permutations, seed, e, stat)
     return _table(names, stat, np.full(len(stat), e), np.full(len(stat), vn), vr, pperm)
 
 
-def gearys_c(X, W, genes: Sequence[str] | None = None, *, permutations: int = 0, seed: int = 0) -> pd.DataFrame:
+@renamed_parameters(permutations="n_permutations")
+def gearys_c(X, W, genes: Sequence[str] | None = None, *, n_permutations: int = 0, seed: int = 0) -> pd.DataFrame:
     """Geary's C of every column of ``X`` under weights ``W`` (same contract as :func:`morans_i`).
 
     C below 1 means positive autocorrelation (neighbours alike), above 1 negative.
@@ -158,5 +163,5 @@ def gearys_c(X, W, genes: Sequence[str] | None = None, *, permutations: int = 0,
     k = _kurtosis(z)
     vr = ((n - 1) * S1 * (n**2 - 3 * n + 3 - (n - 1) * k) - 0.25 * (n - 1) * S2 * (n**2 + 3 * n - 6 - (n**2 - n + 2) * k)
           + S0**2 * (n**2 - 3 - (n - 1) ** 2 * k)) / (n * (n - 2) * (n - 3) * S0**2)
-    pperm = _permute(_geary, W, z, n, S0, permutations, seed, 1.0, stat)
+    pperm = _permute(_geary, W, z, n, S0, n_permutations, seed, 1.0, stat)
     return _table(names, stat, np.ones(len(stat)), np.full(len(stat), vn), vr, pperm)

@@ -24,7 +24,6 @@ Am J Psychol 15:72-101.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +33,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import optimize, stats
 
-from .errors import HmbaToolkitError
+from ._compat import renamed_parameters, warn
+from .errors import ParameterError, ParameterTypeError
 
 __all__ = ["gene_correlation", "top_pairs", "cge", "fit_distance_decay", "DistanceDecayFit"]
 
@@ -53,7 +53,7 @@ def _sparse_rank_shift(X: sp.csc_matrix) -> sp.csc_matrix:
         if vals.size == 0:
             continue
         if (vals < 0).any():
-            raise HmbaToolkitError("method='spearman' on sparse data needs non-negative values (counts or log counts)")
+            raise ParameterError("method='spearman' on sparse data needs non-negative values (counts or log counts)")
         z = n - vals.size
         X.data[a:b] = z + stats.rankdata(vals) - (z + 1) / 2
     return X
@@ -62,7 +62,7 @@ def _sparse_rank_shift(X: sp.csc_matrix) -> sp.csc_matrix:
 def _corr_columns(X, genes: list[str]) -> pd.DataFrame:
     n = X.shape[0]
     if n < 3:
-        raise HmbaToolkitError(f"a correlation needs at least 3 observations, got {n}")
+        raise ParameterError(f"a correlation needs at least 3 observations, got {n}")
     if sp.issparse(X):
         X = sp.csc_matrix(X, dtype=float)
         G = (X.T @ X).toarray()
@@ -70,7 +70,7 @@ def _corr_columns(X, genes: list[str]) -> pd.DataFrame:
     else:
         X = np.asarray(X, dtype=float)
         if not np.isfinite(X).all():
-            raise HmbaToolkitError("the expression values have NaN or infinite entries; drop or impute them first")
+            raise ParameterError("the expression values have NaN or infinite entries; drop or impute them first")
         mu = X.mean(axis=0)
         G = X.T @ X
     cov = (G - n * np.outer(mu, mu)) / (n - 1)
@@ -85,8 +85,7 @@ def _corr_columns(X, genes: list[str]) -> pd.DataFrame:
     np.fill_diagonal(r, np.where(constant, np.nan, 1.0))
     if constant.any():
         names = [genes[i] for i in np.flatnonzero(constant)]
-        warnings.warn(f"{len(names)} gene(s) do not vary across the observations, their correlations are NaN: "
-                      f"{names[:10]}", stacklevel=3)
+        warn(f"{len(names)} gene(s) do not vary across the observations, their correlations are NaN: {names[:10]}")
     return pd.DataFrame(r, index=pd.Index(genes, name="gene"), columns=pd.Index(genes, name="gene"))
 
 
@@ -115,14 +114,15 @@ def _select(names: pd.Index, genes: Sequence[str] | None, what: str) -> np.ndarr
         import difflib
 
         hint = {m: difflib.get_close_matches(m, list(map(str, names)), n=3) for m in missing[:5]}
-        raise HmbaToolkitError(f"genes not in the {what}: {missing[:10]}; closest known symbols: {hint}")
+        raise ParameterError(f"genes not in the {what}: {missing[:10]}; closest known symbols: {hint}")
     if len(set(genes)) < len(genes):
-        raise HmbaToolkitError("genes has duplicated symbols")
+        raise ParameterError("genes has duplicated symbols")
     return pos
 
 
+@renamed_parameters(gene_symbols="gene_column")
 def gene_correlation(data, genes: Sequence[str] | None = None, *, method: str = "pearson", layer: str | None = None,
-                     groupby: str | Sequence[str] | None = None, gene_symbols: str | None = None) -> pd.DataFrame:
+                     groupby: str | Sequence[str] | None = None, gene_column: str | None = None) -> pd.DataFrame:
     """Gene x gene correlation across cells, pseudobulk samples or regions.
 
     Parameters
@@ -141,7 +141,7 @@ def gene_correlation(data, genes: Sequence[str] | None = None, *, method: str = 
         AnnData only: sum raw counts per group of cells (e.g. ``["donor_label", "Group"]``),
         convert to log2(CPM + 1) and correlate across those pseudobulk samples. ``X``/``layer``
         must then hold raw counts.
-    gene_symbols : str, optional
+    gene_column : str, optional
         ``var`` column with the gene symbols (default: ``var_names``).
 
     Returns
@@ -163,35 +163,34 @@ def gene_correlation(data, genes: Sequence[str] | None = None, *, method: str = 
     Trends Genet 34:823-831 (why pseudobulk co-expression is more robust than cell-level).
     """
     if method not in ("pearson", "spearman"):
-        raise HmbaToolkitError(f"method={method!r} is not 'pearson' or 'spearman'")
+        raise ParameterError(f"method={method!r} is not 'pearson' or 'spearman'")
     if isinstance(data, pd.DataFrame):
         if groupby is not None:
-            raise HmbaToolkitError("groupby applies to AnnData of cells; a DataFrame is already one row per sample")
+            raise ParameterError("groupby applies to AnnData of cells; a DataFrame is already one row per sample")
         cols = _select(data.columns, genes, "table's columns")
         X = data.iloc[:, cols].to_numpy(float)
         names = [str(c) for c in data.columns[cols]]
         level = "rows"
     elif isinstance(data, ad.AnnData):
-        symbols = pd.Index(data.var[gene_symbols]) if gene_symbols else data.var_names
+        symbols = pd.Index(data.var[gene_column]) if gene_column else data.var_names
         cols = _select(symbols, genes, "AnnData's genes")
         names = [str(s) for s in symbols[cols]]
         if groupby is not None:
-            from .de import aggregate_counts
             from .normalize import log2_cpm
+            from .stream import aggregate
 
-            by = [groupby] if isinstance(groupby, str) else list(groupby)
-            pb = aggregate_counts(data, by, layer=layer)
+            pb = aggregate(data, groupby, layer=layer)
             Xn = log2_cpm(pb).X  # CPM over all genes, then the selection
             X = (Xn.toarray() if sp.issparse(Xn) else np.asarray(Xn, dtype=float))[:, cols]
             level = "pseudobulk"
         else:
             if layer and layer not in data.layers:
-                raise HmbaToolkitError(f"layer {layer!r} is not in the AnnData; layers: {list(data.layers)}")
+                raise ParameterError(f"layer {layer!r} is not in the AnnData; layers: {list(data.layers)}")
             X = (data.layers[layer] if layer else data.X)[:, cols]
             X = sp.csc_matrix(X, dtype=float) if sp.issparse(X) else np.asarray(X, dtype=float)
             level = "cells"
     else:
-        raise HmbaToolkitError(f"data must be an AnnData or a DataFrame, got {type(data).__name__}")
+        raise ParameterTypeError(f"data must be an AnnData or a DataFrame, got {type(data).__name__}")
     if method == "spearman":
         X = _sparse_rank_shift(X) if sp.issparse(X) else stats.rankdata(X, axis=0)
     out = _corr_columns(X, names)
@@ -206,7 +205,7 @@ def top_pairs(corr: pd.DataFrame, n: int = 20, *, absolute: bool = True) -> pd.D
     False) and then by name, so ties are stable.
     """
     if corr.shape[0] != corr.shape[1] or not corr.index.equals(corr.columns):
-        raise HmbaToolkitError("corr must be a square matrix with the same genes as index and columns")
+        raise ParameterError("corr must be a square matrix with the same genes as index and columns")
     iu, ju = np.triu_indices(corr.shape[0], k=1)
     r = corr.to_numpy()[iu, ju]
     out = pd.DataFrame({"gene_a": corr.index[iu].astype(str), "gene_b": corr.columns[ju].astype(str), "r": r}).dropna()
@@ -242,11 +241,11 @@ def cge(expression: pd.DataFrame, *, method: str = "pearson") -> pd.DataFrame:
     Fulcher BD, Fornito A (2016) PNAS 113:1435-1440. Arnatkeviciute A et al. (2019) NeuroImage 189:353-367.
     """
     if not isinstance(expression, pd.DataFrame):
-        raise HmbaToolkitError("expression must be a regions x genes DataFrame")
+        raise ParameterError("expression must be a regions x genes DataFrame")
     ok = expression.notna().all(axis=1)
     e = expression.loc[ok]
     if len(e) < 3 or e.shape[1] < 3:
-        raise HmbaToolkitError(f"CGE needs at least 3 complete regions and 3 genes, got {e.shape}")
+        raise ParameterError(f"CGE needs at least 3 complete regions and 3 genes, got {e.shape}")
     out = gene_correlation(e.T.reset_index(drop=True), method=method)
     out.index = out.columns = pd.Index(e.index, name="region")
     out.attrs.update({"dropped_regions": list(expression.index[~ok]), "n_genes": e.shape[1], "method": method})
@@ -287,11 +286,30 @@ class DistanceDecayFit:
     def predict(self, d) -> np.ndarray:
         return _decay_curve(self.model, self.params, d)
 
-    def label(self) -> str:
+    def label(self, distance_unit: str = "") -> str:
+        """The fitted curve as text, with signs written once and the distance unit (for legends and titles).
+
+        An exponential whose length exceeds the largest distance observed is flagged: over the data it is a
+        straight line, and ``A`` and ``B`` are not separately meaningful.
+
+        Examples
+        --------
+        >>> fit = DistanceDecayFit("exponential", {"A": 0.8, "lambda": 25.0, "B": -0.1}, 0.4, None, None)
+        >>> fit.label("mm")
+        'CGE = 0.80 exp(-d / 25.0 mm) - 0.10 (r2 = 0.40)'
+        """
         p = self.params
+        unit = f" {distance_unit}" if distance_unit else ""
+
+        def signed(v: float, fmt: str) -> str:
+            return f"- {abs(v):{fmt}}" if v < 0 else f"+ {v:{fmt}}"
+
         if self.model == "exponential":
-            return f"{p['A']:.2f} exp(-d / {p['lambda']:.1f}) + {p['B']:.2f}, r2 = {self.r2:.2f}"
-        return f"{p['intercept']:.2f} + {p['slope']:.4f} d, r2 = {self.r2:.2f}"
+            text = f"CGE = {p['A']:.2f} exp(-d / {p['lambda']:.1f}{unit}) {signed(p['B'], '.2f')} (r2 = {self.r2:.2f})"
+            if self.pairs is not None and p["lambda"] > self.pairs["distance"].max():
+                text += "; length beyond the largest distance: effectively linear"
+            return text
+        return f"CGE = {p['intercept']:.2f} {signed(p['slope'], '.4f')} d{unit and ' (per' + unit + ')'} (r2 = {self.r2:.2f})"
 
 
 def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None, model: str = "exponential") -> DistanceDecayFit:
@@ -317,6 +335,7 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
 
     Examples
     --------
+    >>> # not run: needs the processed AHBA regions (hmba_toolkit.ahba.process, ~10 s); notebook 09 runs it
     >>> fit = fit_distance_decay(cge(expr), atlas.centroids)  # doctest: +SKIP
     >>> fit.params["lambda"]  # doctest: +SKIP
 
@@ -325,28 +344,28 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
     Fulcher BD, Fornito A (2016) PNAS 113:1435-1440. Arnatkeviciute A et al. (2019) NeuroImage 189:353-367.
     """
     if model not in ("exponential", "linear"):
-        raise HmbaToolkitError(f"model={model!r} is not 'exponential' or 'linear'")
+        raise ParameterError(f"model={model!r} is not 'exponential' or 'linear'")
     regions = cge_matrix.index
     if (coords is None) == (distances is None):
-        raise HmbaToolkitError("give exactly one of coords and distances")
+        raise ParameterError("give exactly one of coords and distances")
     if distances is not None:
         D = distances.loc[regions, regions].to_numpy(float) if isinstance(distances, pd.DataFrame) else np.asarray(distances, float)
     else:
         if isinstance(coords, pd.DataFrame):
             missing = [r for r in regions if r not in coords.index]
             if missing:
-                raise HmbaToolkitError(f"coords has no row for regions {missing[:10]}")
+                raise ParameterError(f"coords has no row for regions {missing[:10]}")
             c = coords.loc[regions].to_numpy(float)
         else:
             c = np.asarray(coords, float)
         D = np.sqrt(((c[:, None, :] - c[None]) ** 2).sum(-1))
     if D.shape != cge_matrix.shape or not np.isfinite(D).all():
-        raise HmbaToolkitError(f"distances must be finite and {cge_matrix.shape}, got {D.shape}")
+        raise ParameterError(f"distances must be finite and {cge_matrix.shape}, got {D.shape}")
     iu, ju = np.triu_indices(len(regions), k=1)
     d, y = D[iu, ju], cge_matrix.to_numpy(float)[iu, ju]
     ok = np.isfinite(y)
     if ok.sum() < 4:
-        raise HmbaToolkitError("fewer than 4 region pairs with a finite CGE")
+        raise ParameterError("fewer than 4 region pairs with a finite CGE")
     if model == "exponential":
         p0 = (max(y[ok].max() - y[ok].min(), 1e-3), float(np.median(d[ok])) / 2, float(np.quantile(y[ok], 0.1)))
         try:
@@ -354,7 +373,7 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
                                                 bounds=([-np.inf, 1e-9 * d.max() + 1e-12, -np.inf], [np.inf, 10 * d.max(), np.inf]),
                                                 maxfev=20000)
         except RuntimeError as exc:  # no convergence
-            raise HmbaToolkitError(f"the exponential fit of CGE against distance did not converge ({exc}); try model='linear'") from exc
+            raise ParameterError(f"the exponential fit of CGE against distance did not converge ({exc}); try model='linear'") from exc
         params = {"A": float(A), "lambda": float(lam), "B": float(B)}
     else:
         slope, intercept = np.polyfit(d[ok], y[ok], 1)

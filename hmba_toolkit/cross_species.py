@@ -3,7 +3,7 @@
 The HMBA-BG taxonomy aligns human, macaque and marmoset down to the Group level (finer levels
 are species-specific), on the 16,630 genes with one-to-one orthologs in all three (the
 ``Aligned`` matrices). A Group's profile is its mean log2 CPM per gene in one species (from
-:func:`hmba_toolkit.stream.aggregate` with ``by=[species, "Group"]``). Profiles are centred
+:func:`hmba_toolkit.stream.aggregate` with ``groupby=[species, "Group"]``). Profiles are centred
 per gene within each species, which removes species-wide offsets (sequencing depth, 3' bias,
 annotation) and leaves what distinguishes Groups; then every Group of one species is
 correlated with every Group of another. A Group is matched when its best partner is the Group
@@ -26,32 +26,39 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .errors import HmbaToolkitError
+from ._compat import renamed_parameters
+from ._taxonomy import check_cross_species
+from .errors import ParameterError
 
-__all__ = ["group_profiles", "variable_genes", "profile_correlation", "match_groups", "marker_ranks"]
+__all__ = ["group_profiles", "variable_genes", "profile_correlation", "match_groups", "match_species", "marker_ranks"]
 
 
+@renamed_parameters(group="groupby", var_column="gene_column")
 def group_profiles(
     aggregated: ad.AnnData,
     *,
     species: str = "species_genus",
-    group: str = "Group",
+    groupby: str = "Group",
     layer: str = "mean",
     min_cells: int = 10,
-    var_column: str | None = None,
+    gene_column: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Split an aggregated species x Group table into one Groups x genes table per species.
 
     Parameters
     ----------
     aggregated
-        The result of :func:`hmba_toolkit.stream.aggregate` (or :func:`hmba_toolkit.de.aggregate_counts`
-        with a ``mean`` layer) with ``species`` and ``group`` among its ``obs`` columns.
+        The result of :func:`hmba_toolkit.stream.aggregate` with ``species`` and ``groupby`` among its ``obs``
+        columns (aggregate log2 CPM: ``normalization="log2cpm"`` on raw counts).
+    species
+        The ``obs`` column naming the species.
+    groupby
+        The taxonomy level compared (``"Group"``; finer levels are not aligned across species and are refused).
     layer
         Which layer holds the profiles (``"mean"`` of log2 CPM by default); None uses ``X``.
     min_cells
         Groups with fewer cells in a species are left out of that species.
-    var_column
+    gene_column
         A ``var`` column to name the genes by (``"gene_symbol"``); default ``var_names``.
 
     Returns
@@ -61,30 +68,42 @@ def group_profiles(
 
     Examples
     --------
-    >>> profiles = group_profiles(agg)  # doctest: +SKIP
-    >>> profiles["Human"].shape  # doctest: +SKIP
+    >>> from hmba_toolkit import stream
+    >>> from hmba_toolkit.io import AbcCache
+    >>> cache = AbcCache.from_demo()
+    >>> path = cache.get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
+    >>> agg = stream.aggregate(path, ["species_genus", "Group"], obs=cache.cell_table("HMBA-10xMultiome-BG-Aligned"),
+    ...                        normalization="log2cpm", progress=False)
+    >>> profiles = group_profiles(agg, min_cells=5, gene_column="gene_symbol")
+    >>> sorted(profiles), profiles["Human"].columns.name
+    (['Human', 'Macaque', 'Marmoset'], 'gene_symbol')
     """
-    for col in (species, group, "n_cells"):
+    group = groupby
+    n_column = "n_obs_aggregated" if "n_obs_aggregated" in aggregated.obs else "n_cells"
+    for col in (species, group, n_column):
         if col not in aggregated.obs:
-            raise HmbaToolkitError(f"aggregated.obs has no column {col!r}; aggregate with by=[{species!r}, {group!r}]")
+            raise ParameterError(f"aggregated.obs has no column {col!r}; aggregate with groupby=[{species!r}, {group!r}]")
+    check_cross_species(aggregated.obs, group, species)
+    if layer is not None and layer not in aggregated.layers:
+        raise ParameterError(f"layer {layer!r} is not in aggregated.layers; layers: {list(aggregated.layers)}")
     values = aggregated.X if layer is None else aggregated.layers[layer]
     values = np.asarray(values.toarray() if hasattr(values, "toarray") else values, dtype=np.float64)
-    if var_column is None:
+    if gene_column is None:
         gene_names = pd.Index(aggregated.var_names)
     else:
-        if var_column not in aggregated.var:
-            raise HmbaToolkitError(f"aggregated.var has no column {var_column!r}")
-        gene_names = pd.Index(aggregated.var[var_column].astype(str))
+        if gene_column not in aggregated.var:
+            raise ParameterError(f"gene_column {gene_column!r} is not a column of aggregated.var: {list(aggregated.var.columns)}")
+        gene_names = pd.Index(aggregated.var[gene_column].astype(str))
         if gene_names.duplicated().any():
-            raise HmbaToolkitError(f"var[{var_column!r}] repeats names, e.g. {list(gene_names[gene_names.duplicated()][:3])}")
+            raise ParameterError(f"var[{gene_column!r}] repeats names, e.g. {list(gene_names[gene_names.duplicated()][:3])}")
     out = {}
     obs = aggregated.obs
     for sp_name in sorted(obs[species].astype(str).unique()):
-        rows = np.flatnonzero((obs[species].astype(str) == sp_name).to_numpy() & (obs["n_cells"].to_numpy() >= min_cells))
+        rows = np.flatnonzero((obs[species].astype(str) == sp_name).to_numpy() & (obs[n_column].to_numpy() >= min_cells))
         table = pd.DataFrame(values[rows], index=pd.Index(obs[group].astype(str).to_numpy()[rows], name=group),
                              columns=gene_names)
         if table.index.duplicated().any():
-            raise HmbaToolkitError(f"species {sp_name!r} has several rows per {group}: aggregate by exactly [{species!r}, {group!r}]")
+            raise ParameterError(f"species {sp_name!r} has several rows per {group}: aggregate by exactly [{species!r}, {group!r}]")
         out[sp_name] = table.sort_index()
     return out
 
@@ -101,11 +120,12 @@ def variable_genes(profiles: dict[str, pd.DataFrame], n: int = 2000, groups: Seq
 
     Examples
     --------
+    >>> # not run: needs the profiles of group_profiles' example (one aggregation pass); notebook 11 runs it
     >>> genes = variable_genes(profiles, n=500)  # doctest: +SKIP
     """
     shared = groups if groups is not None else sorted(set.intersection(*(set(t.index) for t in profiles.values())))
     if len(shared) < 3:
-        raise HmbaToolkitError(f"need at least 3 Groups shared by every species, found {len(shared)}")
+        raise ParameterError(f"need at least 3 Groups shared by every species, found {len(shared)}")
     genes = sorted(set.intersection(*(set(t.columns) for t in profiles.values())))
     ranks = [t.loc[shared, genes].var(axis=0).rank(ascending=False) for t in profiles.values()]
     mean_rank = pd.concat(ranks, axis=1).mean(axis=1)
@@ -144,11 +164,11 @@ def profile_correlation(
     Krienen FM et al. (2020) Nature 586:262-269.
     """
     if method not in ("pearson", "spearman"):
-        raise HmbaToolkitError(f"method must be 'pearson' or 'spearman', not {method!r}")
+        raise ParameterError(f"method must be 'pearson' or 'spearman', not {method!r}")
     genes = list(genes) if genes is not None else sorted(set(reference.columns) & set(query.columns))
     missing = [g for g in genes if g not in reference.columns or g not in query.columns]
     if missing:
-        raise HmbaToolkitError(f"genes missing from a profile table: {missing[:5]}")
+        raise ParameterError(f"genes missing from a profile table: {missing[:5]}")
     a, b = reference[genes], query[genes]
     if center:
         a, b = _centred(a), _centred(b)
@@ -175,6 +195,7 @@ def match_groups(correlation: pd.DataFrame, *, n_permutations: int = 1000, seed:
 
     Examples
     --------
+    >>> # not run: needs the profiles of group_profiles' example (one aggregation pass); notebook 11 runs it
     >>> res = match_groups(profile_correlation(profiles["Human"], profiles["Macaque"], genes))  # doctest: +SKIP
     >>> res.attrs["accuracy"], res.attrs["pvalue"]  # doctest: +SKIP
 
@@ -184,9 +205,9 @@ def match_groups(correlation: pd.DataFrame, *, n_permutations: int = 1000, seed:
     """
     shared = sorted(set(correlation.index) & set(correlation.columns))
     if len(shared) < 2:
-        raise HmbaToolkitError("fewer than 2 Groups are present in both species")
+        raise ParameterError("fewer than 2 Groups are present in both species")
     if n_permutations < 1:
-        raise HmbaToolkitError(f"n_permutations must be >= 1, got {n_permutations}")
+        raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}")
     c = correlation.loc[shared]
     values = c.to_numpy(float)
     cols = np.asarray(c.columns)
@@ -226,6 +247,7 @@ def marker_ranks(profiles: dict[str, pd.DataFrame], markers: dict[str, Sequence[
 
     Examples
     --------
+    >>> # not run: needs the profiles of group_profiles' example (one aggregation pass); notebook 11 runs it
     >>> marker_ranks(profiles, {"STRd D1 Matrix MSN": ["DRD1"]})  # doctest: +SKIP
     """
     rows = []
@@ -239,3 +261,46 @@ def marker_ranks(profiles: dict[str, pd.DataFrame], markers: dict[str, Sequence[
                     rows.append({"group": group, "gene": gene, "species": sp_name, "value": float(table.at[group, gene]),
                                  "rank": int(ranks.at[group, gene]), "n_groups": len(table)})
     return pd.DataFrame(rows, columns=["group", "gene", "species", "value", "rank", "n_groups"])
+
+
+def match_species(
+    profiles: dict[str, pd.DataFrame],
+    genes: Sequence[str] | None = None,
+    *,
+    reference: str | None = None,
+    n_permutations: int = 1000,
+    seed: int = 0,
+    method: str = "pearson",
+) -> pd.DataFrame:
+    """Group matching (:func:`match_groups`) for every pair of species, one row per pair.
+
+    Pairs are ``(reference, other)`` for each other species, then the remaining pairs in name order (every
+    pair once when ``reference`` is None).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``reference, query, n_groups, accuracy, chance, pvalue, median_r_self``; ``pvalue`` is the add-one
+        permutation p-value of the accuracy.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> base = pd.DataFrame(rng.standard_normal((6, 40)), index=list("ABCDEF"))
+    >>> profiles = {s: base + 0.3 * rng.standard_normal(base.shape) for s in ("Human", "Macaque", "Marmoset")}
+    >>> res = match_species(profiles, reference="Human", n_permutations=99)
+    >>> res[["reference", "query", "accuracy"]].values.tolist()
+    [['Human', 'Macaque', 1.0], ['Human', 'Marmoset', 1.0], ['Macaque', 'Marmoset', 1.0]]
+    """
+    names = sorted(profiles)
+    if reference is not None and reference not in profiles:
+        raise ParameterError(f"reference {reference!r} is not one of the species {names}")
+    pairs = [(reference, q) for q in names if q != reference] if reference is not None else []
+    pairs += [(a, b) for a in names for b in names if a < b and reference not in (a, b)]
+    rows = []
+    for ref, query in pairs:
+        correlation = profile_correlation(profiles[ref], profiles[query], genes, method=method)
+        res = match_groups(correlation, n_permutations=n_permutations, seed=seed)
+        rows.append({"reference": ref, "query": query, "n_groups": res.attrs["n_groups"], "accuracy": res.attrs["accuracy"],
+                     "chance": res.attrs["chance"], "pvalue": res.attrs["pvalue"], "median_r_self": float(res["r_self"].median())})
+    return pd.DataFrame(rows)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = [
     "HmbaToolkitError",
+    "ParameterError",
+    "ParameterTypeError",
     "DataFormatError",
     "ManifestError",
     "DownloadError",
@@ -22,6 +24,17 @@ __all__ = [
 
 class HmbaToolkitError(Exception):
     """Base class of every error raised by hmba_toolkit."""
+
+
+class ParameterError(HmbaToolkitError, ValueError):
+    """An argument has a value the function cannot use (unknown option, out of range, not in the data).
+
+    Also a :class:`ValueError`, so ``except ValueError`` catches it as it would NumPy's or pandas'.
+    """
+
+
+class ParameterTypeError(HmbaToolkitError, TypeError):
+    """An argument has the wrong type (a string where a list is expected, an array where an AnnData is)."""
 
 
 class DataFormatError(HmbaToolkitError, ValueError):

@@ -11,16 +11,19 @@ Reference: Allen Institute ``abc_atlas_access`` release builder (``abc_validator
 
 from __future__ import annotations
 
-import warnings
+
+from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._compat import LegacyTuple, warn
+from ._log2cpm import CPM, CPT, LOG2CPM_LABEL, log2_per_total
 from .errors import DataFormatError
 
-__all__ = ["counts_per", "cpm", "log2_normalize", "log2_cpm", "log2_cpt", "qc_metrics"]
+__all__ = ["counts_per", "cpm", "log2_normalize", "log2_cpm", "log2_cpt", "qc_metrics", "QcMetrics"]
 
 
 def _as_csr(X) -> sp.csr_matrix:
@@ -36,6 +39,14 @@ def counts_per(X, scale: float) -> sp.csr_matrix:
     """
     if scale <= 0:
         raise DataFormatError(f"scale must be positive, got {scale}")
+    X = _checked_counts(X)
+    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    vals = X.data.astype(np.float64) / totals[rows] * scale
+    return sp.csr_matrix((vals, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+
+
+def _checked_counts(X) -> sp.csr_matrix:
     X = _as_csr(X)
     if X.nnz and not np.isfinite(X.data).all():
         bad = int((~np.isfinite(X.data)).sum())
@@ -43,17 +54,14 @@ def counts_per(X, scale: float) -> sp.csr_matrix:
         raise DataFormatError(f"counts hold {bad} NaN or infinite values (first in row {row}); raw counts are finite integers")
     if X.nnz and np.asarray(X.data).min() < 0:
         raise DataFormatError("counts must be non-negative")
-    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-    vals = X.data.astype(np.float64) / totals[rows] * scale
-    return sp.csr_matrix((vals, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+    return X
 
 
 def cpm(adata: ad.AnnData) -> ad.AnnData:
     """A copy of ``adata`` with ``X`` = counts per million (float64, not logged)."""
     _check_counts(adata, "cpm")
     out = adata.copy()
-    out.X = counts_per(adata.X, 1e6)
+    out.X = counts_per(adata.X, CPM)
     out.uns["normalization"] = "CPM"
     return out
 
@@ -70,10 +78,13 @@ def log2_normalize(X, scale: float) -> sp.csr_matrix:
     >>> log2_normalize(np.array([[1, 3]]), 4).toarray()
     array([[1., 2.]], dtype=float32)
     """
-    per = counts_per(X, scale)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vals = np.log2(per.data + 1.0)
-    out = sp.csr_matrix((vals.astype(np.float32), per.indices, per.indptr), shape=per.shape)
+    if scale <= 0:
+        raise DataFormatError(f"scale must be positive, got {scale}")
+    X = _checked_counts(X)
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    vals = log2_per_total(X.data.astype(np.float64), totals[rows], scale)
+    out = sp.csr_matrix((vals.astype(np.float32), X.indices.copy(), X.indptr.copy()), shape=X.shape)
     out.eliminate_zeros()
     return out
 
@@ -90,7 +101,7 @@ def _check_counts(adata: ad.AnnData, what: str) -> None:
     X = adata.X
     data = X.data if sp.issparse(X) else np.asarray(X)
     if data.size and np.issubdtype(np.asarray(data).dtype, np.floating) and not np.all(np.mod(data, 1) == 0):
-        warnings.warn(f"{what} expects raw counts; X holds non-integer values (already normalised?)", stacklevel=3)
+        warn(f"{what} expects raw counts; X holds non-integer values (already normalised?)")
 
 
 def _normalized(adata: ad.AnnData, scale: float, label: str, name: str) -> ad.AnnData:
@@ -111,19 +122,34 @@ def log2_cpm(adata: ad.AnnData) -> ad.AnnData:
     >>> log2_cpm(raw).uns["normalization"]
     'log2(CPM+1)'
     """
-    return _normalized(adata, 1e6, "log2(CPM+1)", "log2_cpm")
+    return _normalized(adata, CPM, LOG2CPM_LABEL, "log2_cpm")
 
 
 def log2_cpt(adata: ad.AnnData) -> ad.AnnData:
     """A copy of ``adata`` with ``X`` = log2(CPT + 1), counts per thousand (the spatial convention)."""
-    return _normalized(adata, 1e3, "log2(CPT+1)", "log2_cpt")
+    return _normalized(adata, CPT, "log2(CPT+1)", "log2_cpt")
 
 
-def qc_metrics(adata: ad.AnnData, blank_prefix: str = "Blank-") -> tuple[pd.DataFrame, pd.DataFrame]:
+@dataclass(frozen=True, repr=False)
+class QcMetrics(LegacyTuple):
+    """Per-cell (``cells``) and per-gene (``genes``) QC tables of :func:`qc_metrics`."""
+
+    cells: pd.DataFrame
+    genes: pd.DataFrame
+    _legacy_fields = ("cells", "genes")
+
+    def __repr__(self) -> str:
+        return f"QcMetrics(cells: {len(self.cells)} rows, genes: {len(self.genes)} rows)"
+
+
+def qc_metrics(adata: ad.AnnData, blank_prefix: str = "Blank-") -> QcMetrics:
     """Per-cell and per-gene QC summaries of a raw count matrix.
 
     Returns
     -------
+    QcMetrics
+        Two tables, ``.cells`` and ``.genes``:
+
     cells : pandas.DataFrame
         Index ``adata.obs_names``; ``total_counts``, ``n_genes`` (genes with a count),
         ``top_gene_fraction`` (share of the most-counted gene), ``blank_counts`` and
@@ -134,7 +160,11 @@ def qc_metrics(adata: ad.AnnData, blank_prefix: str = "Blank-") -> tuple[pd.Data
 
     Examples
     --------
-    >>> cells, genes = qc_metrics(raw)  # doctest: +SKIP
+    >>> import numpy as np
+    >>> raw = ad.AnnData(np.array([[1, 0, 3], [0, 0, 2]]), var=pd.DataFrame(index=["A", "B", "Blank-1"]))
+    >>> qc = qc_metrics(raw)
+    >>> qc.cells["pct_blank"].tolist(), qc.genes["n_cells"].tolist()
+    ([75.0, 100.0], [1, 0, 2])
     """
     X = _as_csr(adata.X)
     if X.nnz and not np.allclose(X.data, np.round(X.data)):
@@ -159,4 +189,4 @@ def qc_metrics(adata: ad.AnnData, blank_prefix: str = "Blank-") -> tuple[pd.Data
         "total_counts": gene_total, "n_cells": n_cells,
         "fraction_cells": n_cells / max(X.shape[0], 1), "mean_counts": gene_total / max(X.shape[0], 1),
     }, index=adata.var_names)
-    return cells, genes
+    return QcMetrics(cells=cells, genes=genes)

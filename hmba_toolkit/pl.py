@@ -9,24 +9,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .errors import HmbaToolkitError
+from .errors import ParameterError
+
+
+
+class _LazyPyplot:
+    """``matplotlib.pyplot``, imported on first use so that importing the toolkit never starts a plotting backend."""
+
+    def __getattr__(self, name: str):
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, name)
+
+
+plt = _LazyPyplot()
 
 __all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot", "variogram_fit", "cge_distance",
-           "ish_slices", "structure_heatmap", "group_correlation"]
+           "ish_slices", "structure_heatmap", "group_correlation", "section", "embedding", "format_pvalue", "format_pvalues", "SPECIES_COLORS"]
 
 
 def _one_group(de: pd.DataFrame, group: str | None) -> pd.DataFrame:
     groups = de["group"].unique()
     if group is None:
         if len(groups) != 1:
-            raise HmbaToolkitError(f"the table holds several groups {list(groups)}; pass group=")
+            raise ParameterError(f"the table holds several groups {list(groups)}; pass group=")
         group = groups[0]
     if group not in groups:
-        raise HmbaToolkitError(f"group {group!r} is not in the table; groups: {list(groups)}")
+        raise ParameterError(f"group {group!r} is not in the table; groups: {list(groups)}")
     return de[de["group"] == group]
 
 
@@ -59,7 +71,7 @@ def de_dotplot(de: pd.DataFrame, genes: Sequence[str], *, ax: plt.Axes | None = 
     """Dot plot from a tidy DE table: dot size = fraction expressing in the group, colour = mean in the group."""
     d = de[de["gene"].isin(genes)]
     if d.empty:
-        raise HmbaToolkitError("none of the genes is in the table")
+        raise ParameterError("none of the genes is in the table")
     groups = sorted(d["group"].unique())
     ax = ax or plt.subplots(figsize=(0.5 * len(genes) + 2, 0.4 * len(groups) + 1.5))[1]
     gx = {g: i for i, g in enumerate(genes)}
@@ -76,7 +88,7 @@ def enrichment_curve(ranking: pd.Series, genes: Sequence[str], *, weight: float 
     r = ranking.dropna().sort_values(ascending=False, kind="stable")
     hit = r.index.isin(list(genes))
     if not hit.any():
-        raise HmbaToolkitError("no gene of the set is in the ranking")
+        raise ParameterError("no gene of the set is in the ranking")
     w = np.abs(r.to_numpy(float)) ** weight
     step = np.where(hit, w / w[hit].sum(), -1.0 / (len(r) - hit.sum()))
     run = np.cumsum(step)
@@ -100,18 +112,27 @@ def enrichment_dotplot(res: pd.DataFrame, top: int = 15, *, ax: plt.Axes | None 
     return ax
 
 
-def variogram_fit(fit: pd.DataFrame, *, label: str = "surrogates", distance_unit: str = "", ax: plt.Axes | None = None) -> plt.Axes:
+def variogram_fit(fit, *, label: str = "surrogates", distance_unit: str = "", ax: plt.Axes | None = None) -> plt.Axes:
     """The map's variogram and the mean +- SD of its surrogates' (from ``nulls.variogram_fit``).
 
-    Call once per null model on the same ``ax`` to compare them; the legend gives each null's
-    median goodness of fit (``r2``).
+    ``fit`` is one table, or ``{null name: table}`` to compare null models on one plot; the legend gives each
+    null's median goodness of fit (``r2``) and flags a poor fit (median below
+    :data:`hmba_toolkit.variograms.POOR_FIT_R2`).
     """
+    if isinstance(fit, dict):
+        for name, one in fit.items():
+            ax = variogram_fit(one, label=name, distance_unit=distance_unit, ax=ax)
+        return ax
+    from .variograms import POOR_FIT_R2
+
     for key in ("distance", "target", "surrogate_mean", "surrogate_sd"):
         if key not in fit.attrs:
-            raise HmbaToolkitError(f"fit lacks attrs[{key!r}]; pass the table returned by nulls.variogram_fit")
+            raise ParameterError(f"fit lacks attrs[{key!r}]; pass the table returned by nulls.variogram_fit")
     ax = ax or plt.subplots(figsize=(5, 3.6))[1]
     h, m, sd = fit.attrs["distance"], fit.attrs["surrogate_mean"], fit.attrs["surrogate_sd"]
-    (line,) = ax.plot(h, m, lw=1.5, label=f"{label} (median r2 {np.median(fit['r2']):.2f})")
+    median = float(np.median(fit["r2"]))
+    flag = ": POOR FIT" if median < POOR_FIT_R2 else ""
+    (line,) = ax.plot(h, m, lw=1.5, label=f"{label} (median r2 {median:.2f}{flag})")
     ax.fill_between(h, m - sd, m + sd, color=line.get_color(), alpha=0.2, lw=0)
     if not any(ln.get_label() == "map" for ln in ax.get_lines()):
         ax.plot(h, fit.attrs["target"], "k.-", lw=1, label="map")
@@ -127,7 +148,7 @@ def cge_distance(fit, *, distance_unit: str = "mm", ax: plt.Axes | None = None) 
     ax = ax or plt.subplots(figsize=(5, 3.6))[1]
     ax.scatter(pairs["distance"], pairs["cge"], s=4, alpha=0.4, color="0.4", lw=0, label="region pairs")
     d = np.linspace(0, pairs["distance"].max(), 200)
-    ax.plot(d, fit.predict(d), color="C3", lw=2, label=fit.label())
+    ax.plot(d, fit.predict(d), color="C3", lw=2, label=fit.label(distance_unit))
     ax.axhline(0, color="0.7", lw=0.8)
     ax.set(xlabel=f"distance between regions ({distance_unit})", ylabel="correlated gene expression (r)",
            title="CGE decays with distance")
@@ -180,6 +201,7 @@ def ish_slices(
     Examples
     --------
     >>> from hmba_toolkit import pl
+    >>> # not run: draws a figure from data of the examples above; the tutorials draw it
     >>> pl.ish_slices(grid, at="CP", title="Pdyn")  # doctest: +SKIP
     """
     from .mouse import SPACING_UM, load_annotation, load_ontology, relabel
@@ -187,12 +209,12 @@ def ish_slices(
     grid = np.asarray(grid, dtype=float)
     annotation = load_annotation() if annotation is None else np.asarray(annotation)
     if grid.shape != annotation.shape:
-        raise HmbaToolkitError(f"grid has shape {grid.shape}, the annotation {annotation.shape}")
+        raise ParameterError(f"grid has shape {grid.shape}, the annotation {annotation.shape}")
     labels = relabel(annotation) if outline is None else np.asarray(outline)
     if isinstance(at, str):
         inside = np.argwhere(load_ontology().mask(annotation, at))
         if not inside.size:
-            raise HmbaToolkitError(f"structure {at!r} has no voxels in the annotation")
+            raise ParameterError(f"structure {at!r} has no voxels in the annotation")
         x, y, z = np.round(inside.mean(axis=0)).astype(int)
     else:
         x, y, z = (int(v) for v in at)
@@ -207,7 +229,7 @@ def ish_slices(
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [nz, nz, nx]})
     axes = np.asarray(axes).ravel()
     if axes.size != 3:
-        raise HmbaToolkitError(f"axes must hold 3 Axes, got {axes.size}")
+        raise ParameterError(f"axes must hold 3 Axes, got {axes.size}")
     cm = plt.get_cmap(cmap).with_extremes(bad="#e6e6e6")
     top = vmax if vmax is not None else float(np.nanpercentile(grid, 99.5)) if np.isfinite(grid).any() else 1.0
     for ax, (img, lab, extent, xl, yl, tl) in zip(axes, views):
@@ -248,6 +270,7 @@ def structure_heatmap(
     Examples
     --------
     >>> from hmba_toolkit import mouse, pl
+    >>> # not run: draws a figure from data of the examples above; the tutorials draw it
     >>> pl.structure_heatmap(mouse.unionize_genes(grids, structures=["CP", "ACB", "MOp", "CB"]))  # doctest: +SKIP
     """
     from .mouse import load_ontology
@@ -255,14 +278,14 @@ def structure_heatmap(
     ontology = load_ontology() if ontology is None else ontology
     missing = [s for s in table.index if s not in ontology]
     if missing:
-        raise HmbaToolkitError(f"table rows {missing[:5]} are not structures of the ontology")
+        raise ParameterError(f"table rows {missing[:5]} are not structures of the ontology")
     order = sorted(table.index, key=lambda s: float(ontology.get(s).get("graph_order", 0)))
     data = table.loc[order].astype(float)
     if scale == "genes":
         data = (data - data.mean()) / data.std(ddof=0).replace(0, np.nan)
         label = label or "z-score across structures"
     elif scale is not None:
-        raise HmbaToolkitError(f"scale must be 'genes' or None, not {scale!r}")
+        raise ParameterError(f"scale must be 'genes' or None, not {scale!r}")
     label = label or "expression energy"
     ax = ax or plt.subplots(figsize=(0.35 * data.shape[1] + 2.5, 0.25 * data.shape[0] + 1.5))[1]
     im = ax.imshow(data.to_numpy(), aspect="auto", cmap=cmap, interpolation="nearest")
@@ -303,6 +326,7 @@ def group_correlation(
 
     Examples
     --------
+    >>> # not run: draws a figure from data of the examples above; the tutorials draw it
     >>> pl.group_correlation(r, order=taxonomy_order, colors=group_colors, labels=("Human", "Macaque"))  # doctest: +SKIP
     """
     order = list(order) if order is not None else sorted(set(correlation.index) | set(correlation.columns))
@@ -325,4 +349,165 @@ def group_correlation(
     strip.set_ylabel(f"{labels[0]} Group")
     ax.set_title(f"Centred profile correlation, {labels[0]} vs {labels[1]}")
     plt.colorbar(im, ax=ax, label="Pearson r (centred log2 CPM)", shrink=0.8)
+    return ax
+
+
+#: Colours of the three HMBA species, used by every tutorial figure that colours cells by species.
+SPECIES_COLORS = {"Human": "#377eb8", "Macaque": "#4daf4a", "Marmoset": "#FF5F5D"}
+
+
+def _categorical_scatter(ax, table, x, y, color, *, palette, size, legend_max):
+    """Scatter coloured by a category: taxonomy colours from ``<color>_color`` when present; legend with counts."""
+    labels = table[color].astype("string").fillna("(none)")
+    counts = labels.value_counts(sort=False).sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+    palette_column = f"{color}_color"
+    if palette is not None:
+        missing = sorted(set(counts.index) - set(palette))
+        if missing:
+            raise ParameterError(f"palette has no colour for {missing[:5]}")
+    elif palette_column in table.columns:
+        palette = dict(zip(labels, table[palette_column].fillna("#bdbdbd")))
+    else:
+        cycle = plt.get_cmap("tab20").colors
+        palette = {lab: cycle[i % len(cycle)] for i, lab in enumerate(sorted(counts.index))}
+    ax.scatter(table[x], table[y], c=[palette[lab] for lab in labels], s=size, linewidths=0)
+    shown = counts.index[:legend_max]
+    handles = [plt.Line2D([], [], ls="", marker="o", color=palette[lab], label=f"{lab} ({counts[lab]})") for lab in sorted(shown)]
+    title = color if len(counts) <= legend_max else f"{color} ({legend_max} most frequent of {len(counts)})"
+    ax.legend(handles=handles, title=title, bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7, frameon=False)
+
+
+def embedding(
+    cells: pd.DataFrame,
+    color: str,
+    *,
+    x: str = "x",
+    y: str = "y",
+    palette: dict[str, str] | None = None,
+    size: float = 3,
+    legend_max: int = 30,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Cells of a 2-D embedding (the taxonomy's ``cell_2d_embedding_coordinates``) coloured by a category.
+
+    Taxonomy colours come from the ``<color>_color`` column when present, else from ``palette`` (e.g.
+    :data:`SPECIES_COLORS`); the legend lists the categories with their numbers of cells.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> cells = pd.DataFrame({"x": [0, 1, 2], "y": [0, 1, 0], "species_genus": ["Human", "Macaque", "Human"]})
+    >>> ax = embedding(cells, "species_genus", palette=SPECIES_COLORS)
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['Human (2)', 'Macaque (1)']
+    """
+    for column in (x, y, color):
+        if column not in cells.columns:
+            raise ParameterError(f"cells has no column {column!r}; columns: {list(cells.columns)[:12]}")
+    ax = ax or plt.subplots(figsize=(6, 5))[1]
+    _categorical_scatter(ax, cells, x, y, color, palette=palette, size=size, legend_max=legend_max)
+    ax.set_xlabel("embedding 1")
+    ax.set_ylabel("embedding 2")
+    ax.set_title(f"cells coloured by {color}")
+    return ax
+
+
+def format_pvalue(p: float, digits: int = 2) -> str:
+    """A p-value for a table or a title: scientific notation below 0.001, never rounded to 0.
+
+    Examples
+    --------
+    >>> format_pvalue(0.0312), format_pvalue(3.2e-09), format_pvalue(float("nan"))
+    ('0.031', '3.2e-09', 'NaN')
+    """
+    if p is None or not np.isfinite(p):
+        return "NaN"
+    if p < 1e-3:
+        return f"{p:.{digits - 1}e}"
+    return f"{p:.{digits + 1}f}".rstrip("0").rstrip(".") if p < 1 else "1"
+
+
+def format_pvalues(table: pd.DataFrame, digits: int = 2, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A copy of a result table for display: p-value columns as text (:func:`format_pvalue`), never rounded to 0.
+
+    ``columns`` defaults to ``pvalue``, ``padj`` and every column whose name starts with ``pvalue_``.
+
+    Examples
+    --------
+    >>> res = pd.DataFrame({"gene": ["A", "B"], "pvalue": [2e-12, 0.2], "padj": [4e-12, 0.2]})
+    >>> format_pvalues(res).values.tolist()
+    [['A', '2.0e-12', '4.0e-12'], ['B', '0.2', '0.2']]
+    """
+    out = table.copy()
+    chosen = columns if columns is not None else [c for c in out.columns
+                                                  if c in ("pvalue", "padj") or str(c).startswith("pvalue_")]
+    for c in chosen:
+        out[c] = [format_pvalue(float(v), digits) for v in out[c]]
+    return out
+
+
+def section(
+    cells: pd.DataFrame,
+    color: str,
+    *,
+    values: Sequence[float] | np.ndarray | None = None,
+    polygons: dict[str, list[np.ndarray]] | None = None,
+    region_colors: dict[str, str] | None = None,
+    x: str = "x_slab_mm",
+    y: str = "y_slab_mm",
+    size: float = 6,
+    cmap: str = "viridis",
+    label: str | None = None,
+    legend_max: int = 30,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
+    """Cells of one spatial section at their slab coordinates, coloured by a taxonomy level or by values.
+
+    Parameters
+    ----------
+    cells
+        Cells of one section or slab plane (``x_slab_mm``, ``y_slab_mm`` and ``color`` columns).
+    color
+        A categorical column (e.g. ``"Subclass"``): its ``<color>_color`` column gives the taxonomy colours when
+        present, and a legend lists the categories (the ``legend_max`` most frequent). With ``values``, the title
+        of the colour bar (e.g. a gene symbol).
+    values
+        Numbers per cell (e.g. a gene's expression): a continuous map with a colour bar labelled ``label``.
+    polygons, region_colors
+        Region outlines of the plane (:func:`hmba_toolkit.spatial.read_region_polygons`), drawn and labelled,
+        and their colours (e.g. the ``value_sets`` table's ``color_hex_triplet``).
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> cells = pd.DataFrame({"x_slab_mm": [0, 1, 2], "y_slab_mm": [0, 1, 0], "Class": ["a", "b", "a"],
+    ...                       "Class_color": ["#ff0000", "#0000ff", "#ff0000"]})
+    >>> ax = section(cells, "Class")
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['a (2)', 'b (1)']
+    """
+    for column in (x, y) + (() if values is not None else (color,)):
+        if column not in cells.columns:
+            raise ParameterError(f"cells has no column {column!r}; columns: {list(cells.columns)[:12]}")
+    ax = ax or plt.subplots(figsize=(7, 7))[1]
+    if values is not None:
+        v = np.asarray(values, dtype=float).ravel()
+        if v.size != len(cells):
+            raise ParameterError(f"values has {v.size} entries for {len(cells)} cells")
+        order = np.argsort(v, kind="stable")  # high values drawn last, on top
+        im = ax.scatter(cells[x].to_numpy()[order], cells[y].to_numpy()[order], c=v[order], s=size, cmap=cmap)
+        plt.colorbar(im, ax=ax, label=label or color, shrink=0.8)
+    else:
+        _categorical_scatter(ax, cells, x, y, color, palette=None, size=size, legend_max=legend_max)
+    for name, rings in (polygons or {}).items():
+        for ring in rings:
+            ring = np.asarray(ring)
+            ax.plot(ring[:, 0], ring[:, 1], c=(region_colors or {}).get(name, "k"), lw=1.5)
+            ax.text(ring[:, 0].mean(), ring[:, 1].mean(), name, fontsize=9, ha="center", weight="bold")
+    ax.set_aspect("equal")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{x} (mm)" if x.endswith("_mm") else x)
+    ax.set_ylabel(f"{y} (mm)" if y.endswith("_mm") else y)
     return ax

@@ -22,7 +22,7 @@ from matplotlib.path import Path as MplPath
 
 from .errors import DataFormatError
 
-__all__ = ["read_region_polygons", "assign_cells_to_regions", "PARCELLATION_ORDER"]
+__all__ = ["read_region_polygons", "read_section_polygons", "assign_cells_to_regions", "assign_cells_by_plane", "PARCELLATION_ORDER"]
 
 #: The release's column order of ``cell_anatomical_annotations``; a cell in several regions
 #: takes the last one in this order that contains it (Allen's single-label rule).
@@ -114,4 +114,67 @@ def assign_cells_to_regions(
         labels[take] = label
         best[take] = r
     out["parcellation_term_symbol"] = labels
+    return out
+
+
+def read_section_polygons(cache, directory: str, planes: Sequence[str] | None = None) -> dict[str, dict[str, list[np.ndarray]]]:
+    """The region polygons of every slab plane of a spatial set: ``{slab_plane_label: {label: rings}}``.
+
+    ``cache`` is an :class:`hmba_toolkit.io.AbcCache`; ``planes`` defaults to every GeoJSON file the set lists
+    among its image volumes.
+
+    Examples
+    --------
+    >>> from hmba_toolkit.io import AbcCache
+    >>> cache = AbcCache.from_demo()
+    >>> polygons = read_section_polygons(cache, "HMBA-MERSCOPE-H22.30.001-BG")
+    >>> len(polygons), "STR" in next(iter(polygons.values()))
+    (5, True)
+    """
+    names = list(planes) if planes is not None else sorted(cache.list_image_volume_files(directory))
+    return {name: read_region_polygons(cache.get_file_path(directory, name)) for name in names}
+
+
+def assign_cells_by_plane(
+    cells: pd.DataFrame,
+    polygons: dict[str, dict[str, list[np.ndarray]]],
+    *,
+    plane_column: str = "slab_plane_label",
+    x: str = "x_slab_mm",
+    y: str = "y_slab_mm",
+    outside: str = "Basal ganglia and adjacent",
+) -> pd.Series:
+    """One region label per cell of a spatial cell table, each cell tested against its own plane's polygons.
+
+    Parameters
+    ----------
+    cells
+        A spatial cell table (e.g. ``AbcCache.cell_table("HMBA-MERSCOPE-H22.30.001-BG")``) with the plane and
+        slab-coordinate columns.
+    polygons
+        ``{plane: {label: rings}}`` from :func:`read_section_polygons`.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed like ``cells``, named ``parcellation_term_symbol``; ``outside`` for cells in no polygon, NaN for
+        cells of a plane without polygons.
+
+    Examples
+    --------
+    >>> from hmba_toolkit.io import AbcCache
+    >>> cache = AbcCache.from_demo()
+    >>> cells = cache.cell_table("HMBA-MERSCOPE-H22.30.001-BG")
+    >>> assigned = assign_cells_by_plane(cells, read_section_polygons(cache, "HMBA-MERSCOPE-H22.30.001-BG"))
+    >>> bool((assigned == cells["parcellation_term_symbol"]).mean() > 0.95)
+    True
+    """
+    missing = [c for c in (plane_column, x, y) if c not in cells.columns]
+    if missing:
+        raise DataFormatError(f"cells has no column(s) {missing}; pass plane_column=, x=, y= for other names")
+    out = pd.Series(np.nan, index=cells.index, dtype=object, name="parcellation_term_symbol")
+    for plane, rows in cells.groupby(plane_column, sort=True, observed=True):
+        if plane in polygons:
+            got = assign_cells_to_regions(rows[x], rows[y], polygons[plane], outside=outside)
+            out.loc[rows.index] = got["parcellation_term_symbol"].to_numpy()
     return out

@@ -49,10 +49,10 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
-from .errors import HmbaToolkitError
+from .errors import ParameterError
 from .weights import _coords
 
-__all__ = ["smoothed_variogram", "variogram_fit", "VariogramGeometry"]
+__all__ = ["POOR_FIT_R2", "summarize_fits", "smoothed_variogram", "variogram_fit", "VariogramGeometry"]
 
 _KERNELS = ("exp", "gaussian", "invdist", "uniform")
 _FINE_PER_H = 200  # fine distance bins per variogram spacing
@@ -120,20 +120,20 @@ def _kernel_weights(d: np.ndarray, dmax: np.ndarray, kernel: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- geometry
 def _as_points(coords, distances) -> tuple[np.ndarray | None, np.ndarray | None]:
     if (coords is None) == (distances is None):
-        raise HmbaToolkitError("give exactly one of coords (N, d) and distances (N, N)")
+        raise ParameterError("give exactly one of coords (N, d) and distances (N, N)")
     if distances is not None:
         D = np.asarray(distances, dtype=float)
         if D.ndim != 2 or D.shape[0] != D.shape[1]:
-            raise HmbaToolkitError(f"distances must be a square (N, N) matrix, got shape {D.shape}")
+            raise ParameterError(f"distances must be a square (N, N) matrix, got shape {D.shape}")
         if not np.isfinite(D).all() or (D < 0).any():
-            raise HmbaToolkitError("distances has NaN, infinite or negative entries")
+            raise ParameterError("distances has NaN, infinite or negative entries")
         off = D[~np.eye(len(D), dtype=bool)]
         if (off <= 0).any():
-            raise HmbaToolkitError("distances has zero distances between different locations (duplicated locations)")
+            raise ParameterError("distances has zero distances between different locations (duplicated locations)")
         return None, D
     c = _coords(coords)
     if len(np.unique(c, axis=0)) < len(c):
-        raise HmbaToolkitError("coords has duplicated locations; average the values of each location first")
+        raise ParameterError("coords has duplicated locations; average the values of each location first")
     return c, None
 
 
@@ -169,25 +169,25 @@ class VariogramGeometry:
         c, D = _as_points(coords, distances)
         N = len(c) if c is not None else len(D)
         if N < 10:
-            raise HmbaToolkitError(f"a variogram needs at least 10 locations, got {N}")
+            raise ParameterError(f"a variogram needs at least 10 locations, got {N}")
         if nh < 3:
-            raise HmbaToolkitError(f"nh must be at least 3, got {nh}")
+            raise ParameterError(f"nh must be at least 3, got {nh}")
         if sampled is None:
             sampled = N > 5000
         if pv is None:
             pv = 70.0 if sampled else 25.0
         if not 0 < pv <= 100:
-            raise HmbaToolkitError(f"pv must be a percentile in (0, 100], got {pv}")
+            raise ParameterError(f"pv must be a percentile in (0, 100], got {pv}")
         if knn is None:
             knn = min(N - 1, 1000) if sampled else N - 1
         if not 2 <= knn <= N - 1:
-            raise HmbaToolkitError(f"knn must be between 2 and N - 1 = {N - 1}, got {knn}")
+            raise ParameterError(f"knn must be between 2 and N - 1 = {N - 1}, got {knn}")
         nbr = nbr_dist = None
         if neighbours or sampled:
             nbr, nbr_dist = _neighbour_table(c, D, knn)
         if sampled:
             if not 1 <= ns <= N:
-                raise HmbaToolkitError(f"ns must be between 1 and N = {N}, got {ns}")
+                raise ParameterError(f"ns must be between 1 and N = {N}, got {ns}")
             rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
             src = np.sort(rng.choice(N, size=ns, replace=False))
             dmax = float(np.percentile(nbr_dist, pv))
@@ -201,11 +201,11 @@ class VariogramGeometry:
             pi, pj, u = _all_pairs_below(c, D, pv)
             lo, hi = float(u.min()), float(u.max())
         if hi <= lo:
-            raise HmbaToolkitError("all selected pair distances are equal; a variogram cannot be estimated")
+            raise ParameterError("all selected pair distances are equal; a variogram cannot be estimated")
         h = np.linspace(lo, hi, nh)
         b = 3.0 * (h[1] - h[0]) if bandwidth is None else float(bandwidth)
         if b <= 0:
-            raise HmbaToolkitError(f"bandwidth must be positive, got {bandwidth}")
+            raise ParameterError(f"bandwidth must be positive, got {bandwidth}")
         # fine bins: 1/200 of the h spacing, coarser (down to 1/40) when there are few pairs per bin
         nbins = (nh - 1) * int(np.clip(pi.size // (4 * (nh - 1)), 40, _FINE_PER_H))
         edges = np.linspace(lo, hi, nbins + 1)
@@ -232,9 +232,9 @@ class VariogramGeometry:
     def smooth(self, X: np.ndarray, k: int, kernel: str = "exp") -> np.ndarray:
         """Kernel-weighted mean of each location's ``k`` nearest neighbours, for the columns of X."""
         if self.nbr is None:
-            raise HmbaToolkitError("this geometry was built without a neighbour table (neighbours=False)")
+            raise ParameterError("this geometry was built without a neighbour table (neighbours=False)")
         if not 1 <= k <= self.nbr.shape[1]:
-            raise HmbaToolkitError(f"k must be between 1 and knn = {self.nbr.shape[1]}, got {k}")
+            raise ParameterError(f"k must be between 1 and knn = {self.nbr.shape[1]}, got {k}")
         X = np.ascontiguousarray(X, dtype=float)
         if self.n <= 6000 and k >= 32:  # dense operator + BLAS: fastest for a few thousand locations
             d = self.nbr_dist[:, :k].astype(float)
@@ -264,7 +264,7 @@ def _neighbour_table(c, D, K: int) -> tuple[np.ndarray, np.ndarray]:
         # drop each row's own index (first, since locations are distinct)
         self_first = j[:, 0] == rows
         if not self_first.all():
-            raise HmbaToolkitError("could not exclude each location from its own neighbours (duplicated locations?)")
+            raise ParameterError("could not exclude each location from its own neighbours (duplicated locations?)")
         nbr[rows] = j[:, 1:]
         dist[rows] = d[:, 1:]
     return nbr, dist
@@ -274,7 +274,7 @@ def _all_pairs_below(c, D, pv: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
     N = len(c) if c is not None else len(D)
     if c is not None:
         if N > 20000:
-            raise HmbaToolkitError(f"all-pairs variograms need N <= 20000 locations, got {N}; use sampled=True")
+            raise ParameterError(f"all-pairs variograms need N <= 20000 locations, got {N}; use sampled=True")
         thr = float(np.percentile(pdist(c), pv))
         pairs = cKDTree(c).query_pairs(thr, output_type="ndarray")
         pi, pj = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
@@ -291,11 +291,11 @@ def _all_pairs_below(c, D, pv: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def _check_map(x, n: int | None = None, name: str = "x") -> np.ndarray:
     x = np.asarray(x, dtype=float)
     if x.ndim != 1:
-        raise HmbaToolkitError(f"{name} must be one map (a 1-D array of N values), got shape {x.shape}")
+        raise ParameterError(f"{name} must be one map (a 1-D array of N values), got shape {x.shape}")
     if n is not None and x.size != n:
-        raise HmbaToolkitError(f"{name} has {x.size} values for {n} locations")
+        raise ParameterError(f"{name} has {x.size} values for {n} locations")
     if not np.isfinite(x).all():
-        raise HmbaToolkitError(f"{name} has {int((~np.isfinite(x)).sum())} NaN or infinite values; drop those locations first")
+        raise ParameterError(f"{name} has {int((~np.isfinite(x)).sum())} NaN or infinite values; drop those locations first")
     return x
 
 
@@ -340,7 +340,7 @@ def smoothed_variogram(x, coords=None, *, distances=None, pv: float = 25.0, nh: 
     one = X.ndim == 1
     X = X[:, None] if one else X
     if X.shape[0] != g.n or not np.isfinite(X).all():
-        raise HmbaToolkitError(f"x must be finite with {g.n} rows (one per location), got shape {X.shape}")
+        raise ParameterError(f"x must be finite with {g.n} rows (one per location), got shape {X.shape}")
     gam = g.variogram(X)
     out = pd.DataFrame({"distance": g.h})
     if one:
@@ -386,7 +386,7 @@ def variogram_fit(x, surrogates, coords=None, *, distances=None, geometry: Vario
     >>> from hmba_toolkit import nulls
     >>> xy = np.random.default_rng(0).random((300, 2))
     >>> x = np.sin(6 * xy[:, 0]) + 0.3 * np.random.default_rng(1).standard_normal(300)
-    >>> fit = variogram_fit(x, nulls.variogram(x, xy, n=20, seed=1), xy)
+    >>> fit = variogram_fit(x, nulls.variogram(x, xy, n_permutations=20, seed=1), xy)
     >>> bool(fit["r2"].median() > 0.8)
     True
 
@@ -402,11 +402,47 @@ def variogram_fit(x, surrogates, coords=None, *, distances=None, geometry: Vario
     x = _check_map(x, g.n)
     S = np.asarray(surrogates, dtype=float)
     if S.ndim != 2 or S.shape[1] != g.n:
-        raise HmbaToolkitError(f"surrogates must be an (n, {g.n}) array, got shape {S.shape}")
+        raise ParameterError(f"surrogates must be an (n, {g.n}) array, got shape {S.shape}")
     t = g.variogram(x)[:, 0]
     G = g.variogram(S.T)
     r2 = _r2(t, G)
     rmse = np.sqrt(((G - t[:, None]) ** 2).mean(axis=0)) / t.mean()
     out = pd.DataFrame({"surrogate": np.arange(S.shape[0]), "r2": r2, "rmse_rel": rmse})
-    out.attrs.update({"distance": g.h, "target": t, "surrogate_mean": G.mean(axis=1), "surrogate_sd": G.std(axis=1)})
+    out.attrs.update({"distance": g.h, "target": t, "surrogate_mean": G.mean(axis=1), "surrogate_sd": G.std(axis=1),
+                      "median_r2": float(np.median(r2))})
     return out
+
+
+#: Median variogram r2 below which surrogates are reported as a poor fit of their map.
+POOR_FIT_R2 = 0.5
+
+
+def summarize_fits(fits, threshold: float = POOR_FIT_R2) -> pd.DataFrame:
+    """One row per null model: quartiles of its surrogates' variogram r2 and a verdict a reader cannot miss.
+
+    Parameters
+    ----------
+    fits
+        ``{null name: table}`` of :func:`variogram_fit` results.
+    threshold
+        Median r2 below which the verdict reads ``"POOR FIT: ..."``: surrogates that do not reproduce the map's
+        autocorrelation make a null whose false-positive rate is not guaranteed for this map.
+
+    Examples
+    --------
+    >>> from hmba_toolkit import nulls
+    >>> xy = np.random.default_rng(0).random((300, 2))
+    >>> x = np.sin(6 * xy[:, 0]) + 0.3 * np.random.default_rng(1).standard_normal(300)
+    >>> fits = {name: variogram_fit(x, s, xy) for name, s in [("variogram", nulls.variogram(x, xy, n_permutations=20, seed=1)),
+    ...                                                       ("naive", nulls.naive(x, n_permutations=20, seed=1))]}
+    >>> summarize_fits(fits)["verdict"].tolist()
+    ['good fit', 'POOR FIT: not calibrated for this map']
+    """
+    rows = []
+    for name, fit in fits.items():
+        if "r2" not in getattr(fit, "columns", ()):
+            raise ParameterError(f"fits[{name!r}] is not a variogram_fit table (no 'r2' column)")
+        q = fit["r2"].quantile([0.25, 0.5, 0.75]).to_numpy()
+        verdict = "good fit" if q[1] >= threshold else "POOR FIT: not calibrated for this map"
+        rows.append({"null": name, "r2_q25": q[0], "r2_median": q[1], "r2_q75": q[2], "verdict": verdict})
+    return pd.DataFrame(rows).set_index("null")

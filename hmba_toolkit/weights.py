@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from .errors import HmbaToolkitError
+from .errors import ParameterError
 
 __all__ = ["knn_weights", "distance_band_weights", "exponential_weights", "row_standardize"]
 
@@ -26,9 +26,9 @@ def _coords(coords) -> np.ndarray:
     if c.ndim == 1:
         c = c[:, None]
     if c.ndim != 2:
-        raise HmbaToolkitError(f"coords must be an (N, d) array, got shape {c.shape}")
+        raise ParameterError(f"coords must be an (N, d) array, got shape {c.shape}")
     if not np.isfinite(c).all():
-        raise HmbaToolkitError(f"coords has {int((~np.isfinite(c)).any(axis=1).sum())} locations with NaN or infinite values")
+        raise ParameterError(f"coords has {int((~np.isfinite(c)).any(axis=1).sum())} locations with NaN or infinite values")
     return c
 
 
@@ -36,7 +36,7 @@ def knn_weights(coords, k: int = 6) -> sp.csr_matrix:
     """Binary weights to each point's ``k`` nearest neighbours (not symmetrised)."""
     c = _coords(coords)
     if not 1 <= k < len(c):
-        raise HmbaToolkitError(f"k must be between 1 and N - 1 = {len(c) - 1}, got {k}")
+        raise ParameterError(f"k must be between 1 and N - 1 = {len(c) - 1}, got {k}")
     _, idx = cKDTree(c).query(c, k=k + 1)
     rows = np.repeat(np.arange(len(c)), k)
     cols = idx[:, 1:].ravel()
@@ -50,7 +50,7 @@ def distance_band_weights(coords, threshold: float) -> sp.csr_matrix:
     """Binary weights between points closer than ``threshold`` (symmetric)."""
     c = _coords(coords)
     if threshold <= 0:
-        raise HmbaToolkitError(f"threshold must be positive, got {threshold}")
+        raise ParameterError(f"threshold must be positive, got {threshold}")
     pairs = cKDTree(c).query_pairs(threshold, output_type="ndarray")
     rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
     cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
@@ -64,11 +64,11 @@ def exponential_weights(coords=None, d0: float = 1.0, *, distances=None, cutoff:
     is dense-valued (use for a few thousand points at most); with it, pairs farther apart are 0.
     """
     if d0 <= 0:
-        raise HmbaToolkitError(f"d0 must be positive, got {d0}")
+        raise ParameterError(f"d0 must be positive, got {d0}")
     if distances is not None:
         D = np.asarray(distances, dtype=float)
         if D.ndim != 2 or D.shape[0] != D.shape[1]:
-            raise HmbaToolkitError(f"distances must be a square matrix, got shape {D.shape}")
+            raise ParameterError(f"distances must be a square matrix, got shape {D.shape}")
         vals = np.exp(-D / d0)
         if cutoff is not None:
             vals[D > cutoff] = 0.0

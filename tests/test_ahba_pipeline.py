@@ -72,30 +72,32 @@ def test_probe_selection_methods(donors, probes):
     n_per_gene = probes.groupby("gene_symbol").size()
     multi = set(n_per_gene[n_per_gene > 1].index)
     chance = truth.loc[probes.index[probes["gene_symbol"].isin(multi)], "tracks_gene"].mean()
-    expr, chosen = select_probes(donors, probes, "diff_stability")
+    sel = select_probes(donors, probes, "diff_stability")
+    expr, chosen = sel.expression, sel.chosen
     assert set(expr) == set(donors) and all(e.shape[1] == probes["gene_symbol"].nunique() for e in expr.values())
     picked = chosen.drop_duplicates("probe_id")
     picked = picked[picked["gene_symbol"].isin(multi)].join(truth[["tracks_gene", "noise_sd"]], on="probe_id")
     # differential stability prefers probes that follow their gene's regional pattern
     assert picked["tracks_gene"].mean() >= 0.97 > chance
     # max_intensity: the probe with the highest mean over all samples, by hand
-    _, chosen_mi = select_probes(donors, probes, "max_intensity")
+    chosen_mi = select_probes(donors, probes, "max_intensity").chosen
     pooled = pd.concat([d.microarray.loc[probes.index] for d in donors.values()], axis=1).mean(axis=1)
     by_hand = pooled.groupby(probes["gene_symbol"]).idxmax()
     got = chosen_mi.drop_duplicates("gene_symbol").set_index("gene_symbol")["probe_id"]
     assert (got.sort_index() == by_hand.sort_index()).all()
     # mean: average of the gene's probes
-    mean_expr, _ = select_probes(donors, probes, "mean")
+    mean_expr = select_probes(donors, probes, "mean").expression
     g = next(iter(multi))
     d = donors["9861"]
     np.testing.assert_allclose(mean_expr["9861"][g], d.microarray.loc[probes.index[probes["gene_symbol"] == g]].mean())
     # donor_probes modes
-    _, ind = select_probes(donors, probes, "max_intensity", donor_probes="independent")
-    _, com = select_probes(donors, probes, "max_intensity", donor_probes="common")
+    ind = select_probes(donors, probes, "max_intensity", donor_probes="independent").chosen
+    com = select_probes(donors, probes, "max_intensity", donor_probes="common").chosen
     assert ind.groupby("gene_symbol")["probe_id"].nunique().max() > 1
     assert com.groupby("gene_symbol")["probe_id"].nunique().max() == 1
     for m in ("pc_loading", "corr_intensity", "corr_variance", "max_variance"):
-        e, c = select_probes(donors, probes, m)
+        sel = select_probes(donors, probes, m)
+        e, c = sel.expression, sel.chosen
         assert c.groupby(["donor", "gene_symbol"]).size().max() == 1 and e["9861"].notna().all().all()
     with pytest.raises(HmbaToolkitError, match="method='best'"):
         select_probes(donors, probes, "best")
@@ -135,8 +137,10 @@ def test_mirroring_and_hemisphere_check(donors):
     annot = annotate_samples(d)
     assert set(annot["hemisphere"]) <= {"L", "B"} and hemisphere_matches(annot).all()
     expr = pd.DataFrame(np.arange(len(annot) * 2).reshape(-1, 2), index=annot.index)
-    a2, e2 = mirror_samples(annot, expr, "leftright")
+    m2 = mirror_samples(annot, expr, "leftright")
+    a2, e2 = m2.annotation, m2.expression
     n_left = int((annot["hemisphere"] == "L").sum())
+    assert len(e2) == len(a2) and (e2.index == a2.index).all()
     assert len(a2) == len(annot) + n_left and (a2["hemisphere"] == "R").sum() == n_left
     assert (a2.loc[a2["hemisphere"] == "R", "mni_x"] > 0).all() and hemisphere_matches(a2).all()
     bad = annot.copy()
@@ -172,7 +176,8 @@ def test_pipeline_options(donors):
 def test_region_group_test_recovers_striatum_and_is_calibrated(result):
     import copy
 
-    from hmba_toolkit.de import RESULT_COLUMNS, region_groups
+    from hmba_toolkit.ahba import region_groups
+    from hmba_toolkit.de import RESULT_COLUMNS
 
     stri, other = ["caudate", "putamen", "accumbensarea"], ["pallidum", "thalamusproper", "hippocampus", "amygdala"]
     res = region_groups(result, stri, other)

@@ -57,13 +57,13 @@ def test_false_positive_rate_without_autocorrelation(cache):
     rng = np.random.default_rng(2)
     X = rng.poisson(1.5, size=(len(xy), 400)).astype(float)  # count-like, no spatial pattern
     res = ac.morans_i(X, W)
-    for col in ("p_norm", "p_rand"):
+    for col in ("pvalue_norm", "pvalue_rand"):
         assert 0.03 <= (res[col] < 0.05).mean() <= 0.07, (col, (res[col] < 0.05).mean())
-    perm = ac.morans_i(X[:, :100], W, permutations=199, seed=3)
-    assert (perm["p_perm"] >= 1 / 200).all()
-    assert (perm["p_perm"] < 0.05).mean() <= 0.09
+    perm = ac.morans_i(X[:, :100], W, n_permutations=199, seed=3)
+    assert (perm["pvalue_perm"] >= 1 / 200).all()
+    assert (perm["pvalue_perm"] < 0.05).mean() <= 0.09
     geary = ac.gearys_c(X, W)
-    assert 0.03 <= (geary["p_rand"] < 0.05).mean() <= 0.07
+    assert 0.03 <= (geary["pvalue_rand"] < 0.05).mean() <= 0.07
 
 
 def test_planted_spatial_gradient_is_detected(cache):
@@ -71,10 +71,10 @@ def test_planted_spatial_gradient_is_detected(cache):
     plane = cells[(cells["slab_plane_label"] == cells["slab_plane_label"].iloc[0]) & cells["qc_pass"]]
     x = cache.read_expression(HUMAN, cells=plane.index, genes=["CNR1", "VCAN"])
     W = row_standardize(knn_weights(plane[["x_slab_mm", "y_slab_mm"]].to_numpy(), 8))
-    res = ac.morans_i(x.X, W, genes=["CNR1", "VCAN"], permutations=99, seed=0).set_index("gene")
-    assert res.at["CNR1", "statistic"] > 0.1 and res.at["CNR1", "p_perm"] == pytest.approx(1 / 100)
-    assert res.at["CNR1", "p_rand"] < 1e-6
+    res = ac.morans_i(x.X, W, genes=["CNR1", "VCAN"], n_permutations=99, seed=0).set_index("gene")
+    assert res.at["CNR1", "statistic"] > 0.1 and res.at["CNR1", "pvalue_perm"] == pytest.approx(1 / 100)
+    assert res.at["CNR1", "pvalue_rand"] < 1e-6
     c = ac.gearys_c(x.X, W, genes=["CNR1", "VCAN"]).set_index("gene")
-    assert c.at["CNR1", "statistic"] < 1 and c.at["CNR1", "p_rand"] < 1e-6
+    assert c.at["CNR1", "statistic"] < 1 and c.at["CNR1", "pvalue_rand"] < 1e-6
     with pytest.raises(HmbaToolkitError, match="one row of X per location"):
         ac.morans_i(x.X[:10], W)

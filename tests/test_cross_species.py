@@ -46,7 +46,7 @@ def test_match_groups_finds_shared_programmes():
 def test_demo_groups_match_across_species(cache):
     path = cache.get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
     cells = cache.cell_table("HMBA-10xMultiome-BG-Aligned")
-    agg = stream.aggregate(path, cells, ["species_genus", "Group"], normalize="log2cpm", progress=False)
+    agg = stream.aggregate(path, ["species_genus", "Group"], obs=cells, normalization="log2cpm", progress=False)
     profiles = cross_species.group_profiles(agg, min_cells=5)
     assert set(profiles) == {"Human", "Macaque", "Marmoset"}
     genes = cross_species.variable_genes(profiles, n=500)

@@ -63,7 +63,7 @@ def test_prerank_es_equals_gseapy_and_pvalues_are_never_zero():
     rank = pd.Series(rng.normal(size=3000), index=genes)
     sets = {f"S{j}": list(rng.choice(genes, int(rng.integers(15, 80)), replace=False)) for j in range(30)}
     sets["planted"] = list(rank.sort_values(ascending=False).index[:150][:40])
-    ours = prerank(rank, sets, permutations=500, seed=1).set_index("term")
+    ours = prerank(rank, sets, n_permutations=500, seed=1).set_index("term")
     g = gp.prerank(rnk=rank, gene_sets=sets, permutation_num=100, seed=1, threads=1, outdir=None, no_plot=True, verbose=False)
     theirs = g.res2d.set_index("Term")["ES"].astype(float)
     np.testing.assert_allclose(ours["effect"], theirs.loc[ours.index], atol=1e-10)
@@ -77,7 +77,7 @@ def test_null_false_positive_rates():
     genes = [f"G{i}" for i in range(2000)]
     sets = {f"S{j}": list(rng.choice(genes, int(rng.integers(15, 60)), replace=False)) for j in range(300)}
     rank = pd.Series(rng.normal(size=2000), index=genes)
-    fpr_pre = (prerank(rank, sets, permutations=400, seed=2)["pvalue"] < 0.05).mean()
+    fpr_pre = (prerank(rank, sets, n_permutations=400, seed=2)["pvalue"] < 0.05).mean()
     fpr_ora = np.mean([(ora(rng.choice(genes, 100, replace=False), sets, genes)["pvalue"] < 0.05).mean() for _ in range(5)])
     assert 0.02 <= fpr_pre <= 0.08, fpr_pre
     assert fpr_ora <= 0.06, fpr_ora
@@ -97,7 +97,7 @@ def test_planted_programs_are_recovered_from_demo_de(demo_root):
     library = {f"{lvl}: {name}": list(g["gene_symbol"]) for (lvl, name), g in prog.groupby(["level", "name"])}
     measured = de.loc[(de["frac_in"] + de["frac_out"]) > 0, "gene"]
     ranking = de.set_index("gene").loc[measured, "statistic"]
-    res = prerank(ranking, library, permutations=2000, seed=0, min_size=3)
+    res = prerank(ranking, library, n_permutations=2000, seed=0, min_size=3)
     tax = cache.taxonomy().drop_duplicates("Group")
     # a side: its Subclass and the Groups of that Subclass, or of any MSN Subclass with the receptor in its name
     # (STRv D1 NUDAP MSN is a D1 Group of the Hybrid Subclass)
@@ -135,10 +135,10 @@ def test_prerank_does_not_depend_on_the_order_of_tied_genes():
     ranking = pd.Series(scores, index=genes)
     sets = {"in_ties": genes[250:280], "mixed": genes[:10] + genes[300:320], "top": genes[:25]}
     with pytest.warns(UserWarning, match="only genes of score 0"):
-        ref = prerank(ranking, sets, permutations=500, seed=1, min_size=5).set_index("term")
+        ref = prerank(ranking, sets, n_permutations=500, seed=1, min_size=5).set_index("term")
     for order in (ranking.index[::-1], rng.permutation(ranking.index)):
         with pytest.warns(UserWarning, match="only genes of score 0"):
-            got = prerank(ranking.loc[order], sets, permutations=500, seed=1, min_size=5).set_index("term").loc[ref.index]
+            got = prerank(ranking.loc[order], sets, n_permutations=500, seed=1, min_size=5).set_index("term").loc[ref.index]
         np.testing.assert_allclose(got[["effect", "statistic", "pvalue"]].to_numpy(float),
                                    ref[["effect", "statistic", "pvalue"]].to_numpy(float))
     # a set made only of zero-weight (score 0) genes has no running sum: NaN with a warning, never a small p-value

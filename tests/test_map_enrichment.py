@@ -49,8 +49,9 @@ def coexpressed_sets(ahba_regions):
 def test_correlations_are_pearson(ahba_regions):
     e, xy = ahba_regions
     m = xy[:, 1] + np.random.default_rng(0).standard_normal(len(xy))
-    surr = nulls.naive(m, n=5, seed=0)
-    r, rn = gsea.gene_map_correlations(e, m, surr)
+    surr = nulls.naive(m, n_permutations=5, seed=0)
+    corr = gsea.gene_map_correlations(e, m, surr)
+    r, rn = corr.r, corr.null
     np.testing.assert_allclose(r.to_numpy(), e.corrwith(pd.Series(m, index=e.index)).to_numpy(), atol=1e-12)
     np.testing.assert_allclose(rn[:, 3], e.corrwith(pd.Series(surr[3], index=e.index)).to_numpy(), atol=1e-12)
 
@@ -66,10 +67,10 @@ def test_random_gene_null_is_fooled_and_spatial_nulls_are_not(ahba_regions, coex
         m = L @ rng.standard_normal(len(xy))  # a random smooth map, independent of every gene
         for null in frac:
             if null == "random_genes":
-                res = gsea.map_enrichment(e, m, coexpressed_sets, null="random_genes", n_random=500, seed=rep, min_size=5)
+                res = gsea.map_enrichment(e, m, coexpressed_sets, null="random_genes", n_permutations=500, seed=rep, min_size=5)
             else:
                 gen = nulls.variogram if null == "variogram" else nulls.spatial_lag
-                res = gsea.map_enrichment(e, m, coexpressed_sets, surrogates=gen(m, xy, n=500, seed=rep), min_size=5)
+                res = gsea.map_enrichment(e, m, coexpressed_sets, surrogates=gen(m, xy, n_permutations=500, seed=rep), min_size=5)
             frac[null].append((res["pvalue"] < 0.05).mean())
             n_fdr[null].append((res["padj"] < 0.05).sum())
     fpr = {k: float(np.mean(v)) for k, v in frac.items()}
@@ -88,7 +89,7 @@ def test_random_gene_null_is_calibrated_when_genes_are_independent():
     rng = np.random.default_rng(2)
     e = pd.DataFrame(rng.standard_normal((60, 400)), columns=[f"G{i}" for i in range(400)])
     sets = {f"S{j}": list(rng.choice(e.columns, 20, replace=False)) for j in range(40)}
-    hits = [(gsea.map_enrichment(e, rng.standard_normal(60), sets, null="random_genes", n_random=300, seed=s)["pvalue"]
+    hits = [(gsea.map_enrichment(e, rng.standard_normal(60), sets, null="random_genes", n_permutations=300, seed=s)["pvalue"]
              < 0.05).mean() for s in range(15)]
     assert 0.02 <= np.mean(hits) <= 0.08, hits
 
@@ -99,7 +100,7 @@ def test_planted_category_is_found_with_the_spatial_null(ahba_regions):
     target = list(e.columns[:20])
     m = e[target].mean(axis=1).to_numpy() + 0.02 * rng.standard_normal(len(e))  # the map is that category's pattern
     sets = {"planted": target} | {f"random{j}": list(rng.choice(e.columns[20:], 20, replace=False)) for j in range(30)}
-    res = gsea.map_enrichment(e, m, sets, surrogates=nulls.variogram(m, xy, n=500, seed=0), alternative="greater")
+    res = gsea.map_enrichment(e, m, sets, surrogates=nulls.variogram(m, xy, n_permutations=500, seed=0), alternative="greater")
     top = res.iloc[0]
     assert top["term"] == "planted" and top["pvalue"] <= 0.01 and top["statistic"] > 2
     assert list(res.columns) == gsea.ENRICHMENT_COLUMNS
@@ -131,8 +132,8 @@ def test_bad_input_is_named(kwargs, message):
 
 def test_coexpression_matched_sets_match_size_and_coexpression(ahba_regions, coexpressed_sets):
     e, _ = ahba_regions
-    sets = gsea.coexpression_matched_sets(e, coexpressed_sets, n=50, seed=0, min_size=5)
-    info = sets["__matching__"].set_index("term")
+    sets = gsea.coexpression_matched_sets(e, coexpressed_sets, n_permutations=50, seed=0, min_size=5)
+    info = sets.matching.set_index("term")
     C = np.corrcoef(e.to_numpy().T)
     for name in list(coexpressed_sets)[:5]:
         drawn = sets[name]
@@ -161,15 +162,15 @@ def test_coexpression_matched_null_is_calibrated_when_genes_are_exchangeable(ahb
     maps = rng.choice([g for g in e.columns if g not in in_sets], 30, replace=False)
     exchangeable = {}
     for j, (name, genes) in enumerate(coexpressed_sets.items()):
-        one = gsea.coexpression_matched_sets(e, {name: genes}, n=1, seed=100 + j, min_size=5)[name][0]
+        one = gsea.coexpression_matched_sets(e, {name: genes}, n_permutations=1, seed=100 + j, min_size=5)[name][0]
         exchangeable[f"draw_{name}"] = list(e.columns[one])
     rates = {}
     for label, cats in (("exchangeable", exchangeable), ("modules", coexpressed_sets)):
-        matched = gsea.coexpression_matched_sets(e, cats, n=300, seed=1, min_size=5)
+        matched = gsea.coexpression_matched_sets(e, cats, n_permutations=300, seed=1, min_size=5)
         hits = {"random_genes": [], "coexpression_matched": []}
         for i, g in enumerate(maps):
             m = e[g].to_numpy()
-            hits["random_genes"].append((gsea.map_enrichment(e, m, cats, null="random_genes", n_random=300, seed=i,
+            hits["random_genes"].append((gsea.map_enrichment(e, m, cats, null="random_genes", n_permutations=300, seed=i,
                                                              min_size=5)["pvalue"] < 0.05).mean())
             hits["coexpression_matched"].append((gsea.map_enrichment(e, m, cats, null="coexpression_matched",
                                                                      random_sets=matched, min_size=5)["pvalue"] < 0.05).mean())
@@ -180,4 +181,4 @@ def test_coexpression_matched_null_is_calibrated_when_genes_are_exchangeable(ahb
     assert rates["modules"]["coexpression_matched"] < rates["modules"]["random_genes"], rates
     with pytest.raises(HmbaToolkitError, match="another expression matrix"):
         gsea.map_enrichment(e.iloc[:, ::-1], e[maps[0]].to_numpy(), coexpressed_sets, null="coexpression_matched",
-                            random_sets=gsea.coexpression_matched_sets(e, coexpressed_sets, n=5, min_size=5), min_size=5)
+                            random_sets=gsea.coexpression_matched_sets(e, coexpressed_sets, n_permutations=5, min_size=5), min_size=5)

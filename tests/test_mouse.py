@@ -87,7 +87,8 @@ def test_unionize_biology_hemispheres_and_ordering(real):
 def test_unionize_genes_equals_one_at_a_time(real):
     grids = {"Nrp1": real["Nrp1"], "Pdyn": real["Pdyn"]}
     for chunk in (1, 2):
-        wide, n = mouse.unionize_genes(grids, chunk_size=chunk, return_counts=True)
+        wide = mouse.unionize_genes(grids, chunk_size=chunk)
+        n = mouse.unionize_genes(grids, chunk_size=chunk, value="n_valid")
         for gene, grid in grids.items():
             one = mouse.unionize(grid).set_index("acronym")
             np.testing.assert_allclose(wide[gene].to_numpy(), one["mean"].to_numpy(), rtol=1e-6, equal_nan=True)
@@ -95,7 +96,10 @@ def test_unionize_genes_equals_one_at_a_time(real):
     few = mouse.unionize_genes(grids, structures=["CP", "Isocortex"])
     assert list(few.index) == ["CP", "Isocortex"] and few.loc["CP", "Pdyn"] > few.loc["Isocortex", "Pdyn"]
     strict = mouse.unionize_genes(grids, min_valid=10)
-    _, counts = mouse.unionize_genes(grids, return_counts=True)
+    counts = mouse.unionize_genes(grids, value="n_valid")
+    with pytest.warns(FutureWarning, match="n_valid"):
+        old_means, old_counts = mouse.unionize_genes(grids, return_counts=True)
+    pd.testing.assert_frame_equal(old_counts, counts)
     assert np.isnan(strict.to_numpy()[counts.to_numpy() < 10]).all()
     assert not np.isnan(strict.to_numpy()[counts.to_numpy() >= 10]).any()
 

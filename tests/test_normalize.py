@@ -38,7 +38,8 @@ def test_empty_cells_and_bad_input():
 
 def test_qc_metrics_against_direct_computation(cache):
     raw = cache.read_expression("HMBA-MERSCOPE-H22.30.001-BG", normalization="raw", gene_column=None)
-    cells, genes = qc_metrics(raw)
+    qc = qc_metrics(raw)
+    cells, genes = qc.cells, qc.genes
     dense = raw.X.toarray()
     np.testing.assert_array_equal(cells["total_counts"], dense.sum(1))
     np.testing.assert_array_equal(cells["n_genes"], (dense > 0).sum(1))

@@ -44,6 +44,8 @@ def test_notebook_anatomy(path):
     for i, cell in enumerate(code):
         tree = ast.parse(cell.source)
         assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) for n in ast.walk(tree)), f"def/class in cell {i}"
+        # a loop of logic in a cell means the package lacks a function (comprehensions are expressions, allowed)
+        assert not any(isinstance(n, (ast.For, ast.While, ast.AsyncFor)) for n in ast.walk(tree)), f"for/while loop in cell {i}"
         if i > 0:
             assert not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body), f"import outside the first code cell: {i}"
         assert not re.search(r"^\s*[!%]", cell.source, re.M), f"shell escape or magic in cell {i}"
@@ -113,3 +115,39 @@ def test_stated_runtime_and_memory_are_the_measured_ones(path):
     assert int(memory.group(1)) == 10 * math.ceil(float(row["peak_pss_mb"]) / 10)
     assert int(runtime.group(1)) == max(5, 5 * round(float(row["seconds"]) / 5))
     assert float(row["peak_pss_mb"]) < 1024, "every notebook must fit a workshop Binder: under 1 GB"
+
+
+#: Cells a user copies into a fresh session: (notebook, cells run first after the imports and parameters, the cell).
+#: Each prerequisite is the notebook's one data call; the copied cell then needs nothing else.
+COPIED_CELLS = [
+    ("04_differential_expression.ipynb", ["raw = cache.read_expression"], "pb = pseudobulk("),
+    ("07_spatial_genes_coexpression.ipynb", ["expr = cache.read_expression"], "pts = xy[striatum]"),
+    ("09_brain_map_gene_enrichment.ipynb", ["result = process("], "surrogates = {"),
+    ("10_mouse_whole_brain_ish.ipynb", ["grid = read_gene_ish_grid("], "per_structure = mouse.unionize("),
+    ("06_spatial_slabs_taxonomy.ipynb", ["cells = cache.cell_table("], "assigned = assign_cells_by_plane("),
+]
+
+
+@pytest.mark.parametrize("name,prerequisites,target", COPIED_CELLS, ids=[c[0][:2] for c in COPIED_CELLS])
+def test_a_copied_cell_runs_in_a_fresh_process(name, prerequisites, target, tmp_path):
+    """The issue's scenario: imports + parameters + one data call + the copied cell, in a new Python process."""
+    import os
+    import subprocess
+    import sys
+
+    nb = nbformat.read(NOTEBOOKS[0].parent / name, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+
+    def find(prefix):
+        hits = [src for src in code if any(line.startswith(prefix) for line in src.splitlines())]
+        assert len(hits) == 1, f"{name}: {len(hits)} cells have a line starting {prefix!r}"
+        return hits[0]
+
+    wanted = [find(p) for p in prerequisites] + [find(target)]
+    assert code.index(wanted[-1]) > max(code.index(w) for w in wanted[:-1])
+    script = "\n\n".join([code[0], code[1], *wanted]).replace("plt.show()", "plt.close('all')")
+    path = tmp_path / "copied_cell.py"
+    path.write_text(script)
+    env = dict(os.environ, MPLBACKEND="Agg")
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert out.returncode == 0, f"{name}: the copied cell failed in a fresh process:\n{out.stderr[-3000:]}"

@@ -29,10 +29,10 @@ def _same(a: ad.AnnData, b: ad.AnnData) -> bool:
 
 @pytest.mark.parametrize("call", [
     lambda a: de.wilcoxon(a, "g"),
-    lambda a: de.aggregate_counts(a, ["g", "donor_label"]),
+    lambda a: stream.aggregate(a, ["g", "donor_label"]),
     lambda a: normalize.log2_cpm(a),
     lambda a: normalize.qc_metrics(a),
-], ids=["wilcoxon", "aggregate_counts", "log2_cpm", "qc_metrics"])
+], ids=["wilcoxon", "aggregate", "log2_cpm", "qc_metrics"])
 def test_anndata_inputs_are_not_modified(call):
     a = _adata()
     before = a.copy()
@@ -45,12 +45,12 @@ def test_array_and_table_inputs_are_not_modified(cache):
     x, coords = rng.random(40), rng.random((40, 3))
     x0, c0 = x.copy(), coords.copy()
     for fn in (nulls.variogram, nulls.spatial_lag, nulls.moran):
-        fn(x, coords, n=4, seed=0)
+        fn(x, coords, n_permutations=4, seed=0)
         np.testing.assert_array_equal(x, x0)
         np.testing.assert_array_equal(coords, c0)
     ranking = pd.Series(rng.standard_normal(30), index=[f"G{i}" for i in range(30)])
     r0 = ranking.copy()
-    gsea.prerank(ranking, {"S": [f"G{i}" for i in range(10)]}, permutations=20, min_size=5)
+    gsea.prerank(ranking, {"S": [f"G{i}" for i in range(10)]}, n_permutations=20, min_size=5)
     pd.testing.assert_series_equal(ranking, r0)
     expr = pd.DataFrame(rng.random((6, 20)))
     e0 = expr.copy()
@@ -63,8 +63,8 @@ def test_array_and_table_inputs_are_not_modified(cache):
     np.testing.assert_array_equal(g, g0)
     cells = cache.cell_table("HMBA-10xMultiome-BG-Aligned")
     cells0 = copy.deepcopy(cells)
-    stream.aggregate(cache.get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw"), cells, ["Class"],
-                     progress=False)
+    stream.aggregate(cache.get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw"), ["Class"],
+                     obs=cells, progress=False)
     pd.testing.assert_frame_equal(cells, cells0)
 
 

@@ -18,21 +18,21 @@ def _fpr(xy, frac, reps, seed, which):
     D = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1))
     C = np.exp(-D / (frac * np.median(D[D > 0])))
     L = linalg.cholesky(C + 1e-8 * np.eye(len(xy)), lower=True)
-    _, V = nulls.moran_eigenvectors(xy)
+    V = nulls.moran_eigenvectors(xy).eigenvectors
     geom = VariogramGeometry.build(xy)
     hits = {k: 0 for k in which}
     for rep in range(reps):
         x, y = L @ rng.standard_normal(len(xy)), L @ rng.standard_normal(len(xy))
         for k in which:
             if k == "naive":
-                s = nulls.naive(x, n=300, seed=rep)
+                s = nulls.naive(x, n_permutations=300, seed=rep)
             elif k == "variogram":
-                s = nulls.variogram(x, n=300, seed=rep, geometry=geom)
+                s = nulls.variogram(x, n_permutations=300, seed=rep, geometry=geom)
             elif k == "moran":
-                s = nulls.moran(x, n=300, seed=rep, eigenvectors=V, procedure="pair")
+                s = nulls.moran(x, n_permutations=300, seed=rep, eigenvectors=V, procedure="pair")
             else:
-                s = nulls.spatial_lag(x, xy, n=300, seed=rep)
-            hits[k] += nulls.correlate(x, y, s)["p"] < 0.05
+                s = nulls.spatial_lag(x, xy, n_permutations=300, seed=rep)
+            hits[k] += nulls.correlate(x, y, s).pvalue < 0.05
     return {k: v / reps for k, v in hits.items()}
 
 
@@ -59,19 +59,19 @@ def test_surrogates_keep_what_they_should():
     x = linalg.cholesky(np.exp(-D / 0.2) + 1e-8 * np.eye(120), lower=True) @ rng.standard_normal(120)
     W = row_standardize(knn_weights(xy, 6))
     i_obs = morans_i(x, W)["statistic"].iat[0]
-    lag = nulls.spatial_lag(x, xy, n=50, seed=0)
+    lag = nulls.spatial_lag(x, xy, n_permutations=50, seed=0)
     assert lag.shape == (50, 120)
     np.testing.assert_allclose(np.sort(lag, axis=1), np.tile(np.sort(x), (50, 1)))  # rank-matched to x
     i_lag = morans_i(lag.T, W)["statistic"]
-    i_naive = morans_i(nulls.naive(x, n=50, seed=0).T, W)["statistic"]
+    i_naive = morans_i(nulls.naive(x, n_permutations=50, seed=0).T, W)["statistic"]
     assert abs(i_lag.mean() - i_obs) < abs(i_naive.mean() - i_obs)  # autocorrelation kept, shuffling loses it
-    msr = nulls.moran(x, xy, n=50, seed=0)
+    msr = nulls.moran(x, xy, n_permutations=50, seed=0)
     np.testing.assert_allclose(msr.mean(axis=1), x.mean(), atol=1e-9)
     np.testing.assert_allclose(msr.std(axis=1), x.std(), rtol=1e-9)
-    _, V = nulls.moran_eigenvectors(xy)
+    V = nulls.moran_eigenvectors(xy).eigenvectors
     np.testing.assert_allclose(np.abs(V.T @ (msr[0] - x.mean())), np.abs(V.T @ (x - x.mean())), atol=1e-8)  # singleton spectrum
     r = nulls.correlate(x, x, lag)
-    assert r["r"] == pytest.approx(1.0) and r["p"] == pytest.approx(1 / 51)
+    assert r.r == pytest.approx(1.0) and r.pvalue == pytest.approx(1 / 51)
     with pytest.raises(HmbaToolkitError, match="x has 10 values for 120 locations"):
         nulls.spatial_lag(x[:10], xy)
     with pytest.raises(HmbaToolkitError, match="procedure='triplet'"):
@@ -104,18 +104,18 @@ def test_sparse_spatial_lag_is_calibrated_and_fits_like_the_dense_one():
     L = linalg.cholesky(np.exp(-D / 1.5) + 1e-8 * np.eye(N), lower=True)
     x0 = L @ rng.standard_normal(N)
     rho, d0 = nulls._sar_fit(x0, D)  # the process's parameters, fitted once
-    fits = {m: float(nulls.variogram_fit(x0, nulls.spatial_lag(x0, xy, n=60, seed=0, method=m, rho=rho, d0=d0), xy)["r2"].median())
+    fits = {m: float(nulls.variogram_fit(x0, nulls.spatial_lag(x0, xy, n_permutations=60, seed=0, method=m, rho=rho, d0=d0), xy)["r2"].median())
             for m in ("dense", "sparse")}
     assert abs(fits["sparse"] - fits["dense"]) < 0.1, fits
     hits = {"sparse": [], "naive": []}
     for rep in range(12):
         x = L @ rng.standard_normal(N)
-        surr = nulls.spatial_lag(x, xy, n=199, seed=rep, method="sparse", rho=rho, d0=d0)
-        naive = nulls.naive(x, n=199, seed=rep)
+        surr = nulls.spatial_lag(x, xy, n_permutations=199, seed=rep, method="sparse", rho=rho, d0=d0)
+        naive = nulls.naive(x, n_permutations=199, seed=rep)
         for _ in range(5):  # independent smooth maps: any rejection is a false positive
             y = L @ rng.standard_normal(N)
-            hits["sparse"].append(nulls.correlate(x, y, surr)["p"] < 0.05)
-            hits["naive"].append(nulls.correlate(x, y, naive)["p"] < 0.05)
+            hits["sparse"].append(nulls.correlate(x, y, surr).pvalue < 0.05)
+            hits["naive"].append(nulls.correlate(x, y, naive).pvalue < 0.05)
     fpr = {k: float(np.mean(v)) for k, v in hits.items()}
     print("sparse spatial-lag null, false-positive rate at 0.05:", fpr)
     assert fpr["sparse"] <= 0.12, fpr

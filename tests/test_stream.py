@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from hmba_toolkit import de, stream
+from hmba_toolkit import stream
 from hmba_toolkit.errors import DataFormatError, HmbaToolkitError
-from hmba_toolkit.io import read_genes
+from hmba_toolkit.io import gene_index, read_genes
 
 DIR = "HMBA-10xMultiome-BG"
 HUMAN = "HMBA-10xMultiome-BG-Human"
@@ -24,13 +24,13 @@ HUMAN = "HMBA-10xMultiome-BG-Human"
 @pytest.fixture(scope="module", autouse=True)
 def index_dir(tmp_path_factory):
     """Gene indexes of this module go to a temporary folder, not the user's data home."""
-    old = os.environ.get(stream.gene_index.INDEX_DIR_ENV)
-    os.environ[stream.gene_index.INDEX_DIR_ENV] = str(tmp_path_factory.mktemp("indexes"))
+    old = os.environ.get(gene_index.INDEX_DIR_ENV)
+    os.environ[gene_index.INDEX_DIR_ENV] = str(tmp_path_factory.mktemp("indexes"))
     yield
     if old is None:
-        del os.environ[stream.gene_index.INDEX_DIR_ENV]
+        del os.environ[gene_index.INDEX_DIR_ENV]
     else:
-        os.environ[stream.gene_index.INDEX_DIR_ENV] = old
+        os.environ[gene_index.INDEX_DIR_ENV] = old
 
 
 @pytest.fixture(scope="module")
@@ -43,54 +43,63 @@ def human(cache, tmp_path_factory):
     return {"raw": d / "human-raw.h5ad", "log2": d / "human-log2.h5ad", "cells": cells, "raw_path": raw, "log2_path": log2}
 
 
-def _groups_in_memory(adata: ad.AnnData, cells: pd.DataFrame, by):
-    a = adata.copy()
-    a.obs = a.obs.join(cells[by], how="left")
-    return a
+def _indicator_sums(X: sp.csr_matrix, keys: pd.Series, names) -> np.ndarray:
+    """Group sums by an explicit indicator-matrix product (scipy), independent of the toolkit's kernel."""
+    codes = pd.Categorical(keys, categories=list(names)).codes
+    keep = np.flatnonzero(codes >= 0)
+    ind = sp.csr_matrix((np.ones(keep.size), (codes[keep], keep)), shape=(len(names), X.shape[0]))
+    return (ind @ sp.csr_matrix(X, dtype=np.float64)).toarray()
 
 
 @pytest.mark.parametrize("chunk_nnz", [10_000, 10**9])
 def test_aggregate_equals_in_memory_pseudobulk(human, chunk_nnz):
     by = ["Group", "donor_label"]
-    got = stream.aggregate(human["raw"], human["cells"], by, chunk_nnz=chunk_nnz, progress=False)
+    got = stream.aggregate(human["raw"], by, obs=human["cells"], chunk_nnz=chunk_nnz, progress=False)
     mem = ad.read_h5ad(human["raw"])
-    ref = de.aggregate_counts(_groups_in_memory(mem, human["cells"], by), by)
-    assert list(got.obs_names) == list(ref.obs_names) and (got.obs["n_cells"] == ref.obs["n_cells"]).all()
-    np.testing.assert_array_equal(got.X, ref.X)
-    np.testing.assert_array_equal(got.layers["n_expressing"], ref.layers["n_expressing"])
-    # sums of squares, means and variances against dense numpy per group
+    labelled = human["cells"].reindex(mem.obs_names)[by]
+    keys = labelled.astype(str).agg("|".join, axis=1).where(labelled.notna().all(axis=1))
+    np.testing.assert_array_equal(got.layers["sum"], _indicator_sums(mem.X, keys, got.obs_names))
+    nonzero = mem.X.copy()
+    nonzero.data = (nonzero.data != 0).astype(np.float64)
+    np.testing.assert_array_equal(got.layers["count_nonzero"], _indicator_sums(nonzero, keys, got.obs_names))
+    assert (got.obs["n_obs_aggregated"].to_numpy() == keys.value_counts().reindex(got.obs_names).to_numpy()).all()
+    # in memory: the same function on the AnnData gives the same numbers
+    in_memory = stream.aggregate(ad.AnnData(mem.X, obs=labelled), by)
+    for layer in ("sum", "count_nonzero"):
+        np.testing.assert_array_equal(in_memory.layers[layer], got.layers[layer])
+    # means and variances against dense numpy per group
     X = mem.X.toarray().astype(np.float64)
-    keys = human["cells"].reindex(mem.obs_names)[by].astype(str).agg("|".join, axis=1)
     for k, name in enumerate(got.obs_names[:5]):
         rows = (keys == name).to_numpy()
-        np.testing.assert_allclose(got.layers["sum_sq"][k], (X[rows] ** 2).sum(0))
         np.testing.assert_allclose(got.layers["mean"][k], X[rows].mean(0))
         if rows.sum() > 1:
-            np.testing.assert_allclose(got.layers["variance"][k], X[rows].var(0, ddof=1), atol=1e-9)
+            np.testing.assert_allclose(got.layers["var"][k], X[rows].var(0, ddof=1), atol=1e-9)
     assert got.uns["cells_left_out"] == int(human["cells"].reindex(mem.obs_names)[by].isna().any(axis=1).sum())
 
 
 def test_aggregate_log2cpm_on_the_fly_equals_the_released_log2_file(human):
     by = ["Subclass"]
-    from_raw = stream.aggregate(human["raw"], human["cells"], by, normalize="log2cpm", chunk_nnz=50_000, progress=False)
-    from_log2 = stream.aggregate(human["log2"], human["cells"], by, progress=False)
-    np.testing.assert_allclose(from_raw.X, from_log2.X, rtol=1e-5, atol=1e-4)
-    np.testing.assert_array_equal(from_raw.layers["n_expressing"], from_log2.layers["n_expressing"])
+    from_raw = stream.aggregate(human["raw"], by, obs=human["cells"], normalization="log2cpm", chunk_nnz=50_000, progress=False)
+    from_log2 = stream.aggregate(human["log2"], by, obs=human["cells"], progress=False)
+    np.testing.assert_allclose(from_raw.layers["sum"], from_log2.layers["sum"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(from_raw.layers["count_nonzero"], from_log2.layers["count_nonzero"])
 
 
 def test_aggregate_bad_input_names_it(human, tmp_path):
     with pytest.raises(HmbaToolkitError, match="no column"):
-        stream.aggregate(human["raw"], human["cells"], ["NoSuchColumn"], progress=False)
-    with pytest.raises(HmbaToolkitError, match="normalize"):
-        stream.aggregate(human["raw"], human["cells"], ["Group"], normalize="cpm", progress=False)
+        stream.aggregate(human["raw"], ["NoSuchColumn"], obs=human["cells"], progress=False)
+    with pytest.raises(HmbaToolkitError, match="normalization"):
+        stream.aggregate(human["raw"], ["Group"], obs=human["cells"], normalization="cpm", progress=False)
+    with pytest.raises(HmbaToolkitError, match="obs="):
+        stream.aggregate(human["raw"], ["Group"], progress=False)
     with pytest.raises(DataFormatError, match="does not exist"):
-        stream.aggregate(tmp_path / "missing.h5ad", human["cells"], ["Group"], progress=False)
+        stream.aggregate(tmp_path / "missing.h5ad", ["Group"], obs=human["cells"], progress=False)
     dense = tmp_path / "dense.h5ad"
     ad.AnnData(np.ones((3, 2), dtype=np.float32)).write_h5ad(dense)
     with pytest.raises(DataFormatError, match="dense.h5ad.*csr_matrix"):
-        stream.aggregate(dense, pd.DataFrame({"g": ["a"] * 3}, index=["0", "1", "2"]), ["g"], progress=False)
+        stream.aggregate(dense, ["g"], obs=pd.DataFrame({"g": ["a"] * 3}, index=["0", "1", "2"]), progress=False)
     with pytest.raises(HmbaToolkitError, match="chunk_nnz"):
-        stream.aggregate(human["raw"], human["cells"], ["Group"], chunk_nnz=0, progress=False)
+        stream.aggregate(human["raw"], ["Group"], obs=human["cells"], chunk_nnz=0, progress=False)
 
 
 def test_gene_index_reads_equal_the_stream_and_the_file(human):
@@ -115,12 +124,12 @@ def test_gene_index_reads_equal_the_stream_and_the_file(human):
     np.testing.assert_allclose(gi.cell_totals, np.asarray(mem.X.sum(axis=1)).ravel())
     # log2 CPM through the index equals the released log2 file
     log2 = read_genes(human["log2"], genes, gene_column="gene_symbol", index=False, progress=False)
-    np.testing.assert_allclose(read_genes(human["raw"], genes, gene_column="gene_symbol", normalize="log2cpm", progress=False),
+    np.testing.assert_allclose(read_genes(human["raw"], genes, gene_column="gene_symbol", normalization="log2cpm", progress=False),
                                log2, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(read_genes(human["raw"], genes, gene_column="gene_symbol", normalize="log2cpm", index=False,
+    np.testing.assert_allclose(read_genes(human["raw"], genes, gene_column="gene_symbol", normalization="log2cpm", index=False,
                                           progress=False), log2, rtol=1e-5, atol=1e-5)
     assert stream.build_gene_index(human["raw"], progress=False) == idx  # up to date: not rebuilt
-    assert idx.parent == Path(os.environ[stream.gene_index.INDEX_DIR_ENV]) and not list(human["raw"].parent.glob("*index*"))
+    assert idx.parent == Path(os.environ[gene_index.INDEX_DIR_ENV]) and not list(human["raw"].parent.glob("*index*"))
 
 
 def test_gene_index_detects_a_changed_source(human, tmp_path):
@@ -148,18 +157,18 @@ def test_aggregate_on_a_two_worker_dask_cluster_equals_one_process(human):
     import distributed  # in the locked environment (the "scale" extra)
 
     by = ["Group", "donor_label"]
-    one = stream.aggregate(human["raw"], human["cells"], by, chunk_nnz=20_000, progress=False)
+    one = stream.aggregate(human["raw"], by, obs=human["cells"], chunk_nnz=20_000, progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        two = stream.aggregate(human["raw"], human["cells"], by, chunk_nnz=20_000, client=client, n_tasks=5)
+        two = stream.aggregate(human["raw"], by, obs=human["cells"], chunk_nnz=20_000, client=client, n_tasks=5)
         assert len(client.scheduler_info()["workers"]) == 2
-    np.testing.assert_allclose(two.X, one.X)
-    np.testing.assert_array_equal(two.layers["n_expressing"], one.layers["n_expressing"])
-    np.testing.assert_allclose(two.layers["sum_sq"], one.layers["sum_sq"])
+    np.testing.assert_allclose(two.layers["sum"], one.layers["sum"])
+    np.testing.assert_array_equal(two.layers["count_nonzero"], one.layers["count_nonzero"])
+    np.testing.assert_allclose(two.layers["var"], one.layers["var"], equal_nan=True)
 
 
 def test_get_gene_data_uses_the_index_when_present(cache, tmp_path, monkeypatch):
-    monkeypatch.setenv(stream.gene_index.INDEX_DIR_ENV, str(tmp_path / "idx"))
+    monkeypatch.setenv(gene_index.INDEX_DIR_ENV, str(tmp_path / "idx"))
     aligned = "HMBA-10xMultiome-BG-Aligned"
     cells = cache.cell_table(aligned).iloc[::3]
     genes_table = cache.get_metadata_dataframe(aligned, "gene").set_index("gene_identifier")
@@ -175,4 +184,4 @@ def test_get_gene_data_uses_the_index_when_present(cache, tmp_path, monkeypatch)
 def test_aggregate_with_obs_not_indexed_by_cell_label_is_an_error(human):
     """It used to return 0 groups, every cell 'left out', without a word."""
     with pytest.raises(HmbaToolkitError, match="use obs.set_index\\('cell_label'\\)"):
-        stream.aggregate(human["raw"], human["cells"].reset_index(), ["Subclass"], progress=False)
+        stream.aggregate(human["raw"], ["Subclass"], obs=human["cells"].reset_index(), progress=False)

@@ -61,7 +61,9 @@ def test_neighbour_smoothing_matches_a_dense_computation():
 
 def test_surrogates_match_the_variogram_and_keep_autocorrelation():
     xy, _, x = _field(500, length=0.25, seed=1)
-    surr, fit = nulls.variogram(x, xy, n=60, seed=3, return_fit=True)
+    with pytest.warns(FutureWarning, match="return_fit"):  # the generation fit (k, alpha, beta) of the deprecated flag
+        surr, fit = nulls.variogram(x, xy, n_permutations=60, seed=3, return_fit=True)
+    assert nulls.variogram_fit(x, surr, xy)["r2"].median() > 0.85
     assert surr.shape == (60, 500) and np.isfinite(surr).all()
     assert list(fit.columns) == ["surrogate", "k", "alpha", "beta", "r2"]
     assert fit["r2"].median() > 0.85, fit["r2"].describe()
@@ -69,30 +71,30 @@ def test_surrogates_match_the_variogram_and_keep_autocorrelation():
     W = row_standardize(knn_weights(xy, 8))
     i_obs = morans_i(x, W)["statistic"].iat[0]
     i_var = morans_i(surr.T, W)["statistic"].median()
-    i_naive = morans_i(nulls.naive(x, n=60, seed=3).T, W)["statistic"].median()
+    i_naive = morans_i(nulls.naive(x, n_permutations=60, seed=3).T, W)["statistic"].median()
     assert abs(i_var - i_obs) < 0.25 * i_obs and abs(i_naive) < 0.05  # shuffling destroys what surrogates keep
     # an independent judge of fit gives the same figure
     again = nulls.variogram_fit(x, surr, xy)
     np.testing.assert_allclose(again["r2"], fit["r2"], rtol=1e-9)
     # naive permutations do not fit the variogram
-    assert nulls.variogram_fit(x, nulls.naive(x, n=60, seed=3), xy)["r2"].median() < 0
+    assert nulls.variogram_fit(x, nulls.naive(x, n_permutations=60, seed=3), xy)["r2"].median() < 0
 
 
 def test_seeded_and_independent_of_batch_size():
     xy, D, x = _field(200, seed=2)
-    a = nulls.variogram(x, xy, n=25, seed=11)
-    b = nulls.variogram(x, xy, n=25, seed=11, batch_size=4)
-    c = nulls.variogram(x, distances=D, n=25, seed=11)
+    a = nulls.variogram(x, xy, n_permutations=25, seed=11)
+    b = nulls.variogram(x, xy, n_permutations=25, seed=11, batch_size=4)
+    c = nulls.variogram(x, distances=D, n_permutations=25, seed=11)
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)  # BLAS blocking differs with the batch width
     np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
-    assert not np.allclose(a, nulls.variogram(x, xy, n=25, seed=12))
-    np.testing.assert_allclose(a[:5], nulls.variogram(x, xy, n=5, seed=11), rtol=1e-9, atol=1e-12)
+    assert not np.allclose(a, nulls.variogram(x, xy, n_permutations=25, seed=12))
+    np.testing.assert_allclose(a[:5], nulls.variogram(x, xy, n_permutations=5, seed=11), rtol=1e-9, atol=1e-12)
 
 
 def test_resample_keeps_the_value_distribution():
     xy, _, x = _field(200, seed=5)
     x = np.exp(x)  # skewed values
-    surr = nulls.variogram(x, xy, n=20, seed=0, resample=True)
+    surr = nulls.variogram(x, xy, n_permutations=20, seed=0, resample=True)
     np.testing.assert_array_equal(np.sort(surr, axis=1), np.tile(np.sort(x), (20, 1)))
 
 
@@ -100,7 +102,8 @@ def test_sampled_variant_on_a_large_point_cloud():
     rng = np.random.default_rng(7)
     xy = rng.random((6000, 3)) * 10
     x = np.sin(xy[:, 0]) + np.cos(0.7 * xy[:, 1]) + 0.3 * rng.standard_normal(6000)
-    surr, fit = nulls.variogram(x, xy, n=8, seed=1, knn=300, ns=400, return_fit=True)
+    with pytest.warns(FutureWarning, match="return_fit"):
+        surr, fit = nulls.variogram(x, xy, n_permutations=8, seed=1, knn=300, ns=400, return_fit=True)
     assert fit.attrs["sampled"] and fit.attrs["knn"] == 300
     assert surr.shape == (8, 6000)
     assert fit["r2"].median() > 0.7, fit["r2"].describe()
@@ -118,8 +121,8 @@ def test_fpr_of_variogram_nulls_on_a_3d_point_cloud():
     reps = 100
     for rep in range(reps):
         x, y = L @ rng.standard_normal(200), L @ rng.standard_normal(200)
-        naive += nulls.correlate(x, y, nulls.naive(x, n=200, seed=rep))["p"] < 0.05
-        var += nulls.correlate(x, y, nulls.variogram(x, n=200, seed=rep, geometry=geom))["p"] < 0.05
+        naive += nulls.correlate(x, y, nulls.naive(x, n_permutations=200, seed=rep)).pvalue < 0.05
+        var += nulls.correlate(x, y, nulls.variogram(x, n_permutations=200, seed=rep, geometry=geom)).pvalue < 0.05
     assert naive / reps > 0.15, naive
     assert var / reps <= 0.08, var
 
@@ -132,7 +135,7 @@ def test_fpr_of_variogram_nulls_on_a_3d_point_cloud():
         ({"x": np.arange(49.0)}, "x has 49 values for 50 locations"),
         ({"deltas": [0.5, 1.5]}, "deltas must be fractions"),
         ({"kernel": "cubic"}, "kernel='cubic'"),
-        ({"n": 0}, "n must be a positive number"),
+        ({"n_permutations": 0}, "n_permutations must be a positive number"),
         ({"knn": 1}, "knn must be between 2 and N - 1 = 49"),
         ({"pv": 0}, "pv must be a percentile"),
         ({"coords": np.zeros((50, 2))}, "duplicated locations"),
@@ -141,7 +144,7 @@ def test_fpr_of_variogram_nulls_on_a_3d_point_cloud():
     ],
 )
 def test_bad_input_is_named(kwargs, message):
-    args = {"x": np.arange(50.0), "coords": np.random.default_rng(0).random((50, 2)), "n": 3}
+    args = {"x": np.arange(50.0), "coords": np.random.default_rng(0).random((50, 2)), "n_permutations": 3}
     args.update(kwargs)
     with pytest.raises(HmbaToolkitError, match=message.replace("(", r"\(").replace(")", r"\)")):
         nulls.variogram(args.pop("x"), args.pop("coords"), **args)

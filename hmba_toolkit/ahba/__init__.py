@@ -6,14 +6,15 @@
 Reading donor folders: :func:`hmba_toolkit.io.read_ahba_donor`.
 """
 
-from .normalize import METHODS as NORMALIZATION_METHODS
-from .normalize import normalize
+from ._normalize import METHODS as NORMALIZATION_METHODS
+from ._normalize import normalize
 from .pipeline import AhbaResult, aggregate_regions, process
-from .probes import SELECTION_METHODS, filter_probes, reannotate_probes, select_probes
-from .samples import Atlas, annotate_samples, assign_regions, desikan_killiany, mirror_samples, read_atlas
+from .regions import region_groups
+from .probes import SELECTION_METHODS, ProbeSelection, filter_probes, reannotate_probes, select_probes
+from .samples import Atlas, MirroredSamples, annotate_samples, assign_regions, desikan_killiany, mirror_samples, read_atlas
 
 __all__ = [
     "NORMALIZATION_METHODS", "SELECTION_METHODS", "AhbaResult", "Atlas", "aggregate_regions", "annotate_samples",
     "assign_regions", "desikan_killiany", "filter_probes", "mirror_samples", "normalize", "process",
-    "read_atlas", "reannotate_probes", "select_probes",
+    "read_atlas", "reannotate_probes", "region_groups", "select_probes", "ProbeSelection", "MirroredSamples",
 ]

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import HmbaToolkitError
+from ..errors import ParameterError
 from ..io.ahba import AhbaDonor
-from .normalize import normalize
+from ._normalize import normalize
 from .probes import filter_probes, reannotate_probes, select_probes
 from .samples import Atlas, annotate_samples, assign_regions, desikan_killiany, hemisphere_matches, mirror_samples
 
@@ -45,7 +45,7 @@ def aggregate_regions(expression: Mapping[str, pd.DataFrame], labels: Mapping[st
     are dropped.
     """
     if agg_metric not in ("mean", "median"):
-        raise HmbaToolkitError(f"agg_metric={agg_metric!r} is not 'mean' or 'median'")
+        raise ParameterError(f"agg_metric={agg_metric!r} is not 'mean' or 'median'")
     frames = {k: e.assign(label=labels[k].to_numpy()).query("label != 0") for k, e in expression.items()}
     if region_agg == "donors":
         per = [f.groupby("label").agg(agg_metric) for f in frames.values()]
@@ -53,7 +53,7 @@ def aggregate_regions(expression: Mapping[str, pd.DataFrame], labels: Mapping[st
     elif region_agg == "samples":
         out = pd.concat(frames.values()).groupby("label").agg(agg_metric)
     else:
-        raise HmbaToolkitError(f"region_agg={region_agg!r} is not 'donors' or 'samples'")
+        raise ParameterError(f"region_agg={region_agg!r} is not 'donors' or 'samples'")
     has = out.notna().any(axis=1)
     out = out.loc[:, out[has].notna().all(axis=0)]
     out.index.name, out.columns.name = "label", "gene_symbol"
@@ -95,10 +95,11 @@ def process(
     >>> from hmba_toolkit.datasets import fetch_demo_ahba
     >>> from hmba_toolkit.io import read_ahba_donor
     >>> donors = {p.name[-4:]: read_ahba_donor(p) for p in sorted(fetch_demo_ahba().iterdir())}
+    >>> # not run: processes six donors (~10 s); notebook 08 runs it
     >>> res = process(donors)  # doctest: +SKIP
     """
     if not donors:
-        raise HmbaToolkitError("process: no donors given")
+        raise ParameterError("process: no donors given")
     atlas = atlas or desikan_killiany()
     report = []
     first = next(iter(donors.values()))
@@ -108,7 +109,7 @@ def process(
     report.append(("reannotate", len(probes), probes["gene_symbol"].nunique(), n_samples, "Arnatkeviciute et al. 2019"))
     probes = filter_probes(donors, probes, ibf_threshold)
     report.append(("intensity filter", len(probes), probes["gene_symbol"].nunique(), n_samples, f"ibf_threshold={ibf_threshold}"))
-    expr, _ = select_probes(donors, probes, probe_selection, donor_probes)
+    expr = select_probes(donors, probes, probe_selection, donor_probes).expression
     report.append(("probe selection", probes["gene_symbol"].nunique(), probes["gene_symbol"].nunique(), n_samples, probe_selection))
     labels, normed, samples = {}, {}, {}
     kept_h = kept_m = 0
@@ -118,7 +119,8 @@ def process(
         annot, e = annot[ok], expr[k][ok]
         kept_h += int(ok.sum())
         if lr_mirror:
-            annot, e = mirror_samples(annot, e, lr_mirror)
+            mirrored = mirror_samples(annot, e, lr_mirror)
+            annot, e = mirrored.annotation, mirrored.expression
         lab = assign_regions(annot, atlas, tolerance=tolerance, constrain=constrain)
         if norm_matched:
             keep = (lab != 0).to_numpy()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from itertools import combinations
 
@@ -23,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from .._arrays import canonical_signs
-from ..errors import HmbaToolkitError
+from .._compat import LegacyTuple
+from ..errors import ParameterError
 from ..io.ahba import AhbaDonor
 
 __all__ = ["reannotate_probes", "filter_probes", "select_probes", "SELECTION_METHODS"]
@@ -39,7 +41,7 @@ def reannotate_probes(probes: pd.DataFrame) -> pd.DataFrame:
     indexed by ``probe_id`` with ``probe_name, gene_symbol, entrez_id``.
     """
     if "probe_name" not in probes.columns:
-        raise HmbaToolkitError("reannotate_probes: the probe table needs a 'probe_name' column")
+        raise ParameterError("reannotate_probes: the probe table needs a 'probe_name' column")
     with gzip.open(resources.files("hmba_toolkit.datasets").joinpath("data", "ahba_reannotated.csv.gz").open("rb")) as fh:
         table = pd.read_csv(fh, usecols=["probe_name", "gene_symbol", "entrez_id"])
     merged = probes[["probe_name"]].reset_index().merge(table, on="probe_name", how="inner")
@@ -70,7 +72,7 @@ def _by_structure(d: AhbaDonor, probe_ids) -> pd.DataFrame:
 def _diff_stability(donors: Mapping[str, AhbaDonor], probes: pd.DataFrame) -> pd.Series:
     """Per probe: mean over donor pairs of the Spearman correlation across shared regions."""
     if len(donors) < 2:
-        raise HmbaToolkitError("differential stability needs at least two donors")
+        raise ParameterError("differential stability needs at least two donors")
     regional = {k: _by_structure(d, probes.index) for k, d in donors.items()}
     rhos = []
     for a, b in combinations(sorted(regional), 2):
@@ -83,7 +85,7 @@ def _diff_stability(donors: Mapping[str, AhbaDonor], probes: pd.DataFrame) -> pd
         zb = (rb - rb.mean()) / rb.std(ddof=1)
         rhos.append((za * zb).sum() / (len(common) - 1))
     if not rhos:
-        raise HmbaToolkitError("differential stability: no donor pair shares 3 or more structures")
+        raise ParameterError("differential stability: no donor pair shares 3 or more structures")
     return pd.concat(rhos, axis=1).mean(axis=1)
 
 
@@ -134,7 +136,20 @@ def _choose(x: pd.DataFrame, probes: pd.DataFrame, method: str) -> pd.Index:
         return _corr(x, probes, np.mean)
     if method == "corr_variance":
         return _corr(x, probes, np.std)
-    raise HmbaToolkitError(f"unknown probe selection method {method!r}")
+    raise ParameterError(f"unknown probe selection method {method!r}")
+
+
+@dataclass(frozen=True, repr=False)
+class ProbeSelection(LegacyTuple):
+    """Genes from probes (:func:`select_probes`): ``expression`` per donor and the ``chosen`` probes."""
+
+    expression: dict[str, pd.DataFrame]
+    chosen: pd.DataFrame
+    _legacy_fields = ("expression", "chosen")
+
+    def __repr__(self) -> str:
+        genes = next(iter(self.expression.values())).shape[1] if self.expression else 0
+        return f"ProbeSelection({len(self.expression)} donors x {genes} genes)"
 
 
 def select_probes(
@@ -142,7 +157,7 @@ def select_probes(
     probes: pd.DataFrame,
     method: str = "diff_stability",
     donor_probes: str = "aggregate",
-) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+) -> ProbeSelection:
     """Collapse probes to genes for every donor.
 
     Parameters
@@ -165,6 +180,9 @@ def select_probes(
 
     Returns
     -------
+    ProbeSelection
+        Two attributes:
+
     expression : dict
         ``{donor: samples x genes DataFrame}`` (columns sorted gene symbols).
     chosen : pandas.DataFrame
@@ -172,16 +190,17 @@ def select_probes(
 
     Examples
     --------
-    >>> expr, chosen = select_probes(donors, probes, "diff_stability")  # doctest: +SKIP
+    >>> # not run: needs the six donors read in (~10 s); notebook 08 runs the whole pipeline
+    >>> selection = select_probes(donors, probes, "diff_stability")  # doctest: +SKIP
     """
     if method not in SELECTION_METHODS:
-        raise HmbaToolkitError(f"method={method!r} is not one of {SELECTION_METHODS}")
+        raise ParameterError(f"method={method!r} is not one of {SELECTION_METHODS}")
     if donor_probes not in ("aggregate", "independent", "common"):
-        raise HmbaToolkitError(f"donor_probes={donor_probes!r} is not 'aggregate', 'independent' or 'common'")
+        raise ParameterError(f"donor_probes={donor_probes!r} is not 'aggregate', 'independent' or 'common'")
     genes = probes["gene_symbol"]
     if method == "mean":
         out = {k: d.microarray.loc[probes.index].groupby(genes.to_numpy()).mean().T.sort_index(axis=1) for k, d in donors.items()}
-        return out, pd.DataFrame(columns=["donor", "gene_symbol", "probe_id"])
+        return ProbeSelection(expression=out, chosen=pd.DataFrame(columns=["donor", "gene_symbol", "probe_id"]))
     if method == "diff_stability":
         picks = {k: _pick(_diff_stability(donors, probes), probes) for k in donors}
     elif donor_probes == "aggregate":
@@ -202,4 +221,4 @@ def select_probes(
         x.columns = genes.loc[idx].to_numpy()
         out[k] = x.sort_index(axis=1)
         rows += [(k, genes[p], p) for p in idx]
-    return out, pd.DataFrame(rows, columns=["donor", "gene_symbol", "probe_id"])
+    return ProbeSelection(expression=out, chosen=pd.DataFrame(rows, columns=["donor", "gene_symbol", "probe_id"]))

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from ..errors import DataFormatError, HmbaToolkitError
+from .._compat import LegacyTuple
+from ..errors import DataFormatError, ParameterError
 from ..io.ahba import AhbaDonor
 
 __all__ = [
@@ -119,15 +120,35 @@ def hemisphere_matches(annot: pd.DataFrame) -> np.ndarray:
     return ((h == "L") & (x < 0)) | ((h == "R") & (x > 0)) | (h == "B")
 
 
-def mirror_samples(annot: pd.DataFrame, expression: pd.DataFrame, swap: str = "bidirectional") -> tuple[pd.DataFrame, pd.DataFrame]:
+@dataclass(frozen=True, repr=False)
+class MirroredSamples(LegacyTuple):
+    """Samples duplicated across the midline (:func:`mirror_samples`): ``annotation`` and ``expression``."""
+
+    annotation: pd.DataFrame
+    expression: pd.DataFrame
+    _legacy_fields = ("annotation", "expression")
+
+    def __repr__(self) -> str:
+        return f"MirroredSamples({len(self.annotation)} samples)"
+
+
+def mirror_samples(annot: pd.DataFrame, expression: pd.DataFrame, swap: str = "bidirectional") -> MirroredSamples:
     """Duplicate samples across the midline (Romero-Garcia et al. 2018; abagen ``lr_mirror``).
 
     ``swap``: ``"bidirectional"`` (both ways), ``"leftright"`` (left copied to right) or
     ``"rightleft"``. Copies get ``mni_x`` negated and the opposite hemisphere. ``expression``
-    is samples x genes with the same index as ``annot``.
+    is samples x genes with the same index as ``annot``. Returns the new ``annotation`` and ``expression``,
+    indexed by ``sample_id`` 1..n.
+
+    Examples
+    --------
+    >>> annot = pd.DataFrame({"hemisphere": ["L", "R", "L"], "mni_x": [-20.0, 30.0, -5.0]}, index=[1, 2, 3])
+    >>> out = mirror_samples(annot, pd.DataFrame({"G": [1.0, 2.0, 3.0]}, index=[1, 2, 3]), "leftright")
+    >>> out.annotation["mni_x"].tolist(), out.expression["G"].tolist()
+    ([-20.0, 30.0, -5.0, 20.0, 5.0], [1.0, 2.0, 3.0, 1.0, 3.0])
     """
     if swap not in ("bidirectional", "leftright", "rightleft"):
-        raise HmbaToolkitError(f"swap={swap!r} is not 'bidirectional', 'leftright' or 'rightleft'")
+        raise ParameterError(f"swap={swap!r} is not 'bidirectional', 'leftright' or 'rightleft'")
     pick = {"bidirectional": annot["hemisphere"].isin(["L", "R"]), "leftright": annot["hemisphere"] == "L",
             "rightleft": annot["hemisphere"] == "R"}[swap]
     copy = annot[pick].copy()
@@ -136,7 +157,7 @@ def mirror_samples(annot: pd.DataFrame, expression: pd.DataFrame, swap: str = "b
     new_annot = pd.concat([annot, copy], ignore_index=True)
     new_expr = pd.concat([expression, expression.loc[copy.index]], ignore_index=True)
     new_annot.index = new_expr.index = pd.RangeIndex(1, len(new_annot) + 1, name="sample_id")
-    return new_annot, new_expr
+    return MirroredSamples(annotation=new_annot, expression=new_expr)
 
 
 def assign_regions(annot: pd.DataFrame, atlas: Atlas, tolerance: float = 2.0, constrain: bool = True) -> pd.Series:

@@ -16,12 +16,12 @@ under a file lock so parallel processes do not race.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from .._files import atomic_dir, file_lock
+from .._paths import data_home
 
 __all__ = [
     "fetch_demo", "fetch_demo_ahba", "fetch_demo_brainspan", "fetch_demo_mouse_ish",
@@ -35,14 +35,6 @@ DEMO_VERSION = "1"
 #: taxonomy directory (``releases/20261031``), so that switching releases can be tried.
 DEMO_MANIFEST = "releases/20260228/manifest.json"
 
-
-def data_home() -> Path:
-    """The folder demo data are generated into (``$HMBA_TOOLKIT_DATA`` or the user cache)."""
-    env = os.environ.get("HMBA_TOOLKIT_DATA")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hmba_toolkit"
 
 
 def _source_fingerprint(*modules: str) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._log2cpm import CPM
 from .._files import md5sum
 from ._abc_patchseq import PATCHSEQ, make_patchseq
 from ._abc_spatial import SPATIAL, make_spatial
@@ -482,19 +483,19 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
             # 10X var carries gene_symbol only, as Allen's 10X h5ads do (the full table is gene.csv)
             var = aligned_genes.set_index("gene_identifier")[["gene_symbol"]]
             write_csv(aligned_genes, mdir / "gene.csv")
-            write_h5ad(edir / directory, full, obs, var, 1e6)
+            write_h5ad(edir / directory, full, obs, var, CPM)
             write_view(full[~dropped], var, meta.loc[~dropped, "cell_label"], mdir / "views" / "example_gene_expression.csv",
-                       VIEW_GENES, 1e6)
+                       VIEW_GENES, CPM)
             continue
         for species, table in species_genes.items():
             rows = (cells["species"] == species).to_numpy()
             var = table.set_index("gene_identifier")[["gene_symbol"]]
             matrix = _on_genes(all_counts[rows], model.genes, table["gene_symbol"])
             write_csv(table, mdir / f"{species.lower()}_gene.csv")
-            write_h5ad(edir / f"{PER_SPECIES}-{species}", matrix, obs[rows], var, 1e6)
+            write_h5ad(edir / f"{PER_SPECIES}-{species}", matrix, obs[rows], var, CPM)
             keep = ~dropped[rows]
             write_view(matrix[keep], var, meta.loc[rows, "cell_label"][keep],
-                       mdir / "views" / f"example_{species.lower()}_gene_expression.csv", VIEW_GENES, 1e6)
+                       mdir / "views" / f"example_{species.lower()}_gene_expression.csv", VIEW_GENES, CPM)
     # Every cell of cell_metadata has a cluster; the membership table also holds cells that cell_metadata dropped,
     # some in clusters the released taxonomy does not annotate (Allen's 10X notebook filters them with ``isin``).
     membership = cells[["cell_label", "cluster_alias", "cluster_label"]].copy()

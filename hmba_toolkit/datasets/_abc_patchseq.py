@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._log2cpm import CPM
 from ._demo_common import DONOR_COLUMNS, counts, data_table, mmc_results_table, uuid4, write_csv, write_h5ad
 
 PATCHSEQ = "HMBA-Macaque-PatchSeq"
@@ -108,7 +109,7 @@ def make_patchseq(root: Path, rng, model, clusters: pd.DataFrame, truth_dir: Pat
             full[:, j] = c[:, pos[g]]
     edir = root / "expression_matrices" / PATCHSEQ / versions["expression_matrices"]
     write_h5ad(edir / FEATURE_MATRIX, sp.csr_matrix(full), cells[["donor_label"]].set_index(cells["cell_label"]),
-               gene.set_index("gene_identifier")[["gene_symbol"]], 1e6, kinds=("log2",))
+               gene.set_index("gene_identifier")[["gene_symbol"]], CPM, kinds=("log2",))
     membership = pd.DataFrame({"cell_label": labels, "cluster_alias": tax["Cluster"], "cluster_label": tax["Cluster_label"]})
     write_csv(membership, mdir / "cell_to_cluster_membership.csv")
     write_csv(mmc_results_table(rng, membership, macaque), mdir / "mmc_results.csv")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._log2cpm import log2_per_total
 from ..normalize import log2_normalize
 
 LEVELS = ("Neighborhood", "Class", "Subclass", "Group", "Cluster")
@@ -73,7 +74,7 @@ def write_view(mat: sp.csr_matrix, var: pd.DataFrame, labels, path: Path, symbol
     present = [s for s in symbols if (syms == s).any()]
     cols = [int(np.flatnonzero(syms == s)[0]) for s in present]
     totals = np.maximum(np.asarray(mat.sum(axis=1)).ravel(), 1)
-    vals = mat[:, cols].toarray() if raw else np.log2(mat[:, cols].toarray() / totals[:, None] * scale + 1)
+    vals = mat[:, cols].toarray() if raw else log2_per_total(mat[:, cols].toarray(), totals[:, None], scale)
     df = pd.DataFrame(vals if raw else np.round(vals, 6), columns=present, index=pd.Index(labels, name="cell_label"))
     write_csv(df, path, index=True)
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
+
+from .._stats import bh_adjust
+
+__all__ = ["RESULT_COLUMNS", "bh_adjust", "tidy"]
 
 RESULT_COLUMNS = [
     "gene", "group", "reference", "log2_fold_change", "statistic", "pvalue", "padj",
     "mean_in", "mean_out", "frac_in", "frac_out",
 ]
-
-
-def bh_adjust(pvalues: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values over every tested gene (NaN counted as 1)."""
-    p = np.where(np.isnan(pvalues), 1.0, pvalues)
-    if p.size == 0:
-        return p
-    return multipletests(p, alpha=0.05, method="fdr_bh")[1]
 
 
 def tidy(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -24,11 +24,12 @@ from collections.abc import Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from .._groups import group_codes
-from ..errors import HmbaToolkitError
-from ._checks import check_cross_species
+from .._compat import warn_renamed
+from .._log2cpm import CPM, log2_per_total
+from ..errors import ParameterError
+from .._taxonomy import check_cross_species
+from ..stream._aggregate import aggregate
 from ._result import bh_adjust, tidy
 
 __all__ = ["aggregate_counts", "pseudobulk", "check_cross_species"]
@@ -40,55 +41,16 @@ def aggregate_counts(
     layer: str | None = None,
     chunk_size: int = 50_000,
 ) -> ad.AnnData:
-    """Sum raw counts over cells per combination of ``obs`` columns, in one sparse pass.
+    """Deprecated: use :func:`hmba_toolkit.stream.aggregate` (the one aggregation, scanpy's layer names).
 
-    Parameters
-    ----------
-    adata
-        Cells x genes raw counts; in memory (one sparse product), or backed (read in chunks
-        of ``chunk_size`` cells, memory bounded by the chunk).
-    by
-        ``obs`` columns, e.g. ``["donor_label", "Group"]``. Cells with a missing value are left out.
-
-    Returns
-    -------
-    anndata.AnnData
-        One row per combination: ``X`` = summed counts (float64, dense), ``layers["n_expressing"]``
-        = number of cells with a count, ``obs`` = the ``by`` columns plus ``n_cells``.
-
-    Examples
-    --------
-    >>> pb = aggregate_counts(raw, ["donor_label", "Group"])  # doctest: +SKIP
+    Kept for one release: returns the same object as ``stream.aggregate(adata, by, layer=layer)`` plus the old
+    names, ``layers["n_expressing"]`` (= ``count_nonzero``) and ``obs["n_cells"]`` (= ``n_obs_aggregated``).
     """
-    by = list(by)
-    codes, combos = group_codes(adata.obs, by, source="aggregate_counts")
-    n_groups = len(combos)
-    sums = np.zeros((n_groups, adata.n_vars))
-    nexp = np.zeros((n_groups, adata.n_vars))
-    for start, X in _row_chunks(adata, layer, chunk_size):
-        c = codes[start : start + X.shape[0]]
-        keep = np.flatnonzero(c >= 0)
-        ind = sp.csr_matrix((np.ones(keep.size), (c[keep], keep)), shape=(n_groups, X.shape[0]))
-        Xs = sp.csr_matrix(X, dtype=np.float64)
-        sums += (ind @ Xs).toarray()
-        Xs.data = (Xs.data != 0).astype(np.float64)
-        nexp += (ind @ Xs).toarray()
-    obs = combos.astype(str)
-    obs["n_cells"] = np.bincount(codes[codes >= 0], minlength=n_groups)
-    obs.index = pd.Index(["|".join(r) for r in combos.astype(str).itertuples(index=False, name=None)], name="pseudobulk")
-    out = ad.AnnData(X=sums, obs=obs, var=adata.var.copy())
-    out.layers["n_expressing"] = nexp
+    warn_renamed("de.aggregate_counts", "stream.aggregate (layers sum, mean, var, count_nonzero)", "hmba_toolkit.de")
+    out = aggregate(adata, list(by), layer=layer)
+    out.layers["n_expressing"] = out.layers["count_nonzero"]
+    out.obs["n_cells"] = out.obs["n_obs_aggregated"]
     return out
-
-
-def _row_chunks(adata, layer, chunk_size):
-    if adata.isbacked and layer is None:
-        from ..io.h5ad import read_h5ad_subset
-
-        for start in range(0, adata.n_obs, chunk_size):
-            yield start, read_h5ad_subset(adata.filename, cells=adata.obs_names[start : start + chunk_size]).X
-    else:  # in memory: one product over all cells
-        yield 0, adata.layers[layer] if layer else adata.X
 
 
 def _dispersion_gradient_sign(t: np.ndarray, Y: np.ndarray, Mu: np.ndarray, X: np.ndarray, cr_reg: bool,
@@ -248,20 +210,21 @@ def pseudobulk(
 
     Examples
     --------
+    >>> # not run: fits DESeq2 (~10 s); notebook 04 runs it on the demo
     >>> res = pseudobulk(raw, "Group", reference="STRd D2 Matrix MSN", groups=["STRd D1 Matrix MSN"])  # doctest: +SKIP
     """
     for col in (groupby, replicate):
         if col not in adata.obs:
-            raise HmbaToolkitError(f"pseudobulk: obs has no column {col!r}")
+            raise ParameterError(f"pseudobulk: obs has no column {col!r}")
     check_cross_species(adata.obs, groupby)
     values = pd.Index(pd.unique(adata.obs[groupby].dropna().astype(str))).sort_values()
     if reference != "rest" and reference not in values:
-        raise HmbaToolkitError(f"reference {reference!r} is not a value of obs[{groupby!r}]: {list(values)}")
+        raise ParameterError(f"reference {reference!r} is not a value of obs[{groupby!r}]: {list(values)}")
     tested = [g for g in (groups if groups is not None else values) if g != reference]
     bad = [g for g in tested if g not in values]
     if bad or not tested:
-        raise HmbaToolkitError(f"groups {bad or tested} are not testable values of obs[{groupby!r}]")
-    pb = aggregate_counts(adata, [replicate, groupby])
+        raise ParameterError(f"groups {bad or tested} are not testable values of obs[{groupby!r}]")
+    pb = aggregate(adata, [replicate, groupby])
     genes = adata.var["gene_symbol"].astype(str).to_numpy() if "gene_symbol" in adata.var else adata.var_names.to_numpy()
     frames, designs = [], {}
     for g in tested:
@@ -273,15 +236,15 @@ def pseudobulk(
         key = sub.obs[replicate].astype(str) + "|" + lab
         ind = pd.get_dummies(key).astype(float)
         M = ind.T.to_numpy()  # samples x pseudobulk rows
-        counts = M @ np.asarray(sub.X)
-        nexp = M @ np.asarray(sub.layers["n_expressing"])
-        ncell = M @ sub.obs["n_cells"].to_numpy(float)
+        counts = M @ np.asarray(sub.layers["sum"])
+        nexp = M @ np.asarray(sub.layers["count_nonzero"])
+        ncell = M @ sub.obs["n_obs_aggregated"].to_numpy(float)
         meta = pd.DataFrame([k.split("|") for k in ind.columns], columns=["replicate", "condition"], index=ind.columns)
         ok = ncell >= min_cells
         counts, nexp, ncell, meta = counts[ok], nexp[ok], ncell[ok], meta[ok]
         n_in, n_out = int((meta["condition"] == "in").sum()), int((meta["condition"] == "out").sum())
         if n_in < 2 or n_out < 2:
-            raise HmbaToolkitError(
+            raise ParameterError(
                 f"group {g!r}: {n_in} 'in' and {n_out} 'out' pseudobulk samples with >= {min_cells} cells; "
                 "need at least 2 replicates on each side"
             )
@@ -302,7 +265,7 @@ def pseudobulk(
         padj = np.full(len(genes), np.nan)
         tested_mask = ~np.isnan(pval)
         padj[tested_mask] = bh_adjust(pval[tested_mask])
-        cpm = np.log2(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) * 1e6 + 1)
+        cpm = log2_per_total(counts, np.maximum(counts.sum(axis=1, keepdims=True), 1), CPM)
         is_in = (meta["condition"] == "in").to_numpy()
         frames.append(pd.DataFrame({
             "gene": genes, "group": g, "reference": reference, "log2_fold_change": lfc, "statistic": stat,

@@ -23,15 +23,15 @@ Bioinformatics 23:401-407 (hypergeometric ORA).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..de._result import bh_adjust
-from ..errors import HmbaToolkitError
+from .._stats import bh_adjust
+from .._compat import renamed_parameters, warn
+from ..errors import ParameterError
 
 __all__ = ["ora", "prerank", "ENRICHMENT_COLUMNS", "enrichment_score"]
 
@@ -47,7 +47,7 @@ def _restrict(gene_sets: Mapping[str, Iterable[str]], universe: set[str], min_si
         else:
             dropped += 1
     if not kept:
-        raise HmbaToolkitError(f"no gene set has between {min_size} and {max_size} genes in the measured background")
+        raise ParameterError(f"no gene set has between {min_size} and {max_size} genes in the measured background")
     return kept, dropped
 
 
@@ -82,15 +82,17 @@ def ora(
 
     Examples
     --------
-    >>> ora(["DRD1", "TAC1"], {"D1": ["DRD1", "TAC1", "PDYN"]}, background=["DRD1", "TAC1", "PDYN", "GFAP"], min_size=1)  # doctest: +SKIP
+    >>> res = ora(["DRD1", "TAC1"], {"D1": ["DRD1", "TAC1", "PDYN"]}, background=["DRD1", "TAC1", "PDYN", "GFAP"], min_size=1)
+    >>> res[["term", "n_overlap", "pvalue"]].to_dict("records")
+    [{'term': 'D1', 'n_overlap': 2, 'pvalue': 0.5}]
     """
     universe = set(background)
     if not universe:
-        raise HmbaToolkitError("background is empty")
+        raise ParameterError("background is empty")
     query_all = set(genes)
     query = query_all & universe
     if not query:
-        raise HmbaToolkitError("none of the query genes is in the background")
+        raise ParameterError("none of the query genes is in the background")
     sets, dropped = _restrict(gene_sets, universe, min_size, max_size)
     N, n = len(universe), len(query)
     rows = []
@@ -156,16 +158,17 @@ def enrichment_score(ranking: pd.Series, genes: Iterable[str], weight: float = 1
     r = ranking.sort_values(ascending=False, kind="stable")
     pos = np.flatnonzero(r.index.isin(list(genes)))
     if pos.size == 0 or pos.size == len(r):
-        raise HmbaToolkitError("the set must hit some but not all ranked genes")
+        raise ParameterError("the set must hit some but not all ranked genes")
     scores = r.to_numpy(float)
     return float(_es_from_positions(pos[None, :], np.abs(scores) ** weight, len(r), _tie_blocks(scores))[0])
 
 
+@renamed_parameters(permutations="n_permutations")
 def prerank(
     ranking: pd.Series,
     gene_sets: Mapping[str, Iterable[str]],
     *,
-    permutations: int = 1000,
+    n_permutations: int = 1000,
     seed: int = 0,
     weight: float = 1.0,
     min_size: int = 15,
@@ -181,7 +184,7 @@ def prerank(
         matter: the running sum is read at the blocks' edges, so results do not depend on input order.
     gene_sets
         ``{name: genes}``.
-    permutations
+    n_permutations
         Random same-size gene sets drawn for every set size (shared across sets of one size).
     seed
         Seed of the random gene sets.
@@ -196,10 +199,11 @@ def prerank(
 
     Examples
     --------
+    >>> # not run: needs a DE table (DESeq2, ~10 s); notebook 05 runs it
     >>> res = prerank(de.set_index("gene")["statistic"], go_biological_process(), seed=0)  # doctest: +SKIP
     """
     if ranking.index.has_duplicates:
-        raise HmbaToolkitError("ranking has duplicated gene names")
+        raise ParameterError("ranking has duplicated gene names")
     r = ranking.dropna().sort_values(ascending=False, kind="stable")
     n = len(r)
     scores = r.to_numpy(float)
@@ -208,9 +212,9 @@ def prerank(
     index = {g: i for i, g in enumerate(r.index)}
     sets, dropped = _restrict(gene_sets, set(r.index), min_size, max_size)
     if max(len(g) for g in sets.values()) >= n:
-        raise HmbaToolkitError("a gene set covers the whole ranking")
+        raise ParameterError("a gene set covers the whole ranking")
     rng = np.random.default_rng(seed)
-    draws = np.argsort(rng.random((permutations, n)), axis=1)  # each row a random order of genes
+    draws = np.argsort(rng.random((n_permutations, n)), axis=1)  # each row a random order of genes
     by_size: dict[int, np.ndarray] = {}
     rows = []
     weightless: list[str] = []
@@ -235,12 +239,12 @@ def prerank(
         lead = pos[: int(np.argmax(run)) + 1] if es >= 0 else pos[int(np.argmin(run - w[pos] / w[pos].sum())):]
         rows.append((name, k, k, nes, es, p, ";".join(r.index[lead])))
     if weightless:
-        warnings.warn(f"{len(weightless)} gene set(s) have only genes of score 0 (weight 0), so no enrichment score: "
-                      f"{weightless[:5]}; their statistics are NaN", stacklevel=2)
+        warn(f"{len(weightless)} gene set(s) have only genes of score 0 (weight 0), so no enrichment score: "
+             f"{weightless[:5]}; their statistics are NaN")
     out = pd.DataFrame(rows, columns=["term", "n_genes", "n_overlap", "statistic", "effect", "pvalue", "genes"])
     out["padj"] = np.where(out["pvalue"].isna(), np.nan, bh_adjust(out["pvalue"].to_numpy()))
     out = out[ENRICHMENT_COLUMNS].sort_values(["pvalue", "term"], ignore_index=True)
-    out.attrs.update({"method": "prerank", "ranked_genes": n, "permutations": permutations, "seed": seed, "weight": weight,
+    out.attrs.update({"method": "prerank", "ranked_genes": n, "n_permutations": n_permutations, "seed": seed, "weight": weight,
                       "sets_tested": len(sets), "sets_outside_size_limits": dropped, "min_size": min_size, "max_size": max_size,
-                      "smallest_possible_pvalue": 1 / (permutations + 1)})
+                      "smallest_possible_pvalue": 1 / (n_permutations + 1)})
     return out

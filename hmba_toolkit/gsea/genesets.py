@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._files import atomic_path
-from ..errors import DataFormatError, HmbaToolkitError, OutputExistsError
+from ..errors import DataFormatError, OutputExistsError, ParameterError
 
 __all__ = ["read_gmt", "write_gmt", "go_biological_process", "hmba_marker_sets"]
 
@@ -47,6 +47,7 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
 
     Examples
     --------
+    >>> # not run: a user's MSigDB file; tests/data holds the Hallmark GMT that the tests read
     >>> sets = read_gmt("h.all.v7.0.symbols.gmt")  # doctest: +SKIP
     """
     path = Path(path)
@@ -91,7 +92,7 @@ def hmba_marker_sets(level: str = "Group") -> dict[str, list[str]]:
     """
     levels = ("Neighborhood", "Class", "Subclass", "Group")
     if level not in levels:
-        raise HmbaToolkitError(f"level={level!r} is not one of {levels}")
+        raise ParameterError(f"level={level!r} is not one of {levels}")
     data = resources.files("hmba_toolkit.datasets").joinpath("data")
     with data.joinpath("group_markers_CAS_CCN20250428.tsv").open("r", encoding="utf-8") as fh:
         markers = pd.read_csv(fh, sep="\t", dtype=str).fillna("")

@@ -34,60 +34,85 @@ Wei Y et al. (2022) Statistical testing in transcriptomic-neuroimaging studies. 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numba
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .._arrays import zscore_rows
-from ..de._result import bh_adjust
-from ..errors import HmbaToolkitError
+from .._stats import bh_adjust
+from .._compat import LegacyTuple, renamed_parameters, warn_renamed
+from ..errors import NotFoundError, ParameterError
 from .enrichment import ENRICHMENT_COLUMNS, _restrict
 
-__all__ = ["map_enrichment", "gene_map_correlations", "coexpression_matched_sets"]
+__all__ = ["MapCorrelations", "MatchedSets", "map_enrichment_error_rates", "map_enrichment", "gene_map_correlations", "coexpression_matched_sets"]
 
 
 def _aligned_map(expression: pd.DataFrame, brain_map) -> np.ndarray:
     """The map's values in the order of the rows of ``expression``, checked."""
     if not isinstance(expression, pd.DataFrame):
-        raise HmbaToolkitError("expression must be a regions x genes DataFrame")
+        raise ParameterError("expression must be a regions x genes DataFrame")
     if isinstance(brain_map, pd.Series):
         missing = [r for r in expression.index if r not in brain_map.index]
         if missing:
-            raise HmbaToolkitError(f"brain_map has no value for regions {missing[:10]} of expression")
+            raise ParameterError(f"brain_map has no value for regions {missing[:10]} of expression")
         m = brain_map.loc[expression.index].to_numpy(float)
     else:
         m = np.asarray(brain_map, dtype=float)
         if m.shape != (len(expression),):
-            raise HmbaToolkitError(f"brain_map must have one value per region of expression ({len(expression)}), got shape {m.shape}")
+            raise ParameterError(f"brain_map must have one value per region of expression ({len(expression)}), got shape {m.shape}")
     if not np.isfinite(m).all():
-        raise HmbaToolkitError("brain_map has NaN or infinite values; drop those regions from expression and the map")
+        raise ParameterError("brain_map has NaN or infinite values; drop those regions from expression and the map")
     if np.ptp(m) == 0:
-        raise HmbaToolkitError("brain_map is constant")
+        raise ParameterError("brain_map is constant")
     if expression.columns.duplicated().any():
         dup = expression.columns[expression.columns.duplicated()].unique().tolist()
-        raise HmbaToolkitError(f"expression has duplicated gene columns: {dup[:10]}")
+        raise ParameterError(f"expression has duplicated gene columns: {dup[:10]}")
     return m
 
 
-def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.ndarray | None = None) -> tuple[pd.Series, np.ndarray | None]:
+@dataclass(frozen=True, repr=False)
+class MapCorrelations(LegacyTuple):
+    """Correlations of genes with a map: ``r`` (Series, index gene) and ``null`` (genes x surrogates, or None)."""
+
+    r: pd.Series
+    null: np.ndarray | None
+    _legacy_fields = ("r", "null")
+
+    def __repr__(self) -> str:
+        shape = None if self.null is None else self.null.shape
+        return f"MapCorrelations({self.r.size} genes, null {shape})"
+
+
+def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.ndarray | None = None) -> MapCorrelations:
     """Pearson correlation of every gene with a map (and with each surrogate map), in one product.
 
     Genes with missing values or no variance across regions are dropped.
 
     Returns
     -------
-    (Series, ndarray or None)
-        Correlation per gene (index: gene), and a genes x surrogates array of null correlations.
+    MapCorrelations
+        ``r``: correlation per gene (index: gene); ``null``: a genes x surrogates array of null correlations
+        (None without ``surrogates``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> expr = pd.DataFrame(rng.random((30, 4)), columns=list("ABCD"))
+    >>> res = gene_map_correlations(expr, expr["A"].to_numpy(), rng.random((10, 30)))
+    >>> float(res.r["A"]), res.null.shape
+    (1.0, (4, 10))
     """
     m = _aligned_map(expression, brain_map)
     E = expression.to_numpy(float)
     keep = np.isfinite(E).all(axis=0) & (np.nanstd(E, axis=0) > 0)
     E = E[:, keep]
     if E.shape[1] == 0:
-        raise HmbaToolkitError("expression has no gene with complete, varying values across its regions")
+        raise ParameterError("expression has no gene with complete, varying values across its regions")
     Ez = zscore_rows(E.T)  # genes x regions
     R = len(m)
     r = Ez @ zscore_rows(m[None, :])[0] / R
@@ -95,11 +120,11 @@ def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.nd
     if surrogates is not None:
         S = np.asarray(surrogates, dtype=float)
         if S.ndim != 2 or S.shape[1] != R:
-            raise HmbaToolkitError(f"surrogates must be an (n, {R}) array of maps over the regions of expression, got {S.shape}")
+            raise ParameterError(f"surrogates must be an (n, {R}) array of maps over the regions of expression, got {S.shape}")
         if not np.isfinite(S).all():
-            raise HmbaToolkitError("surrogates has NaN or infinite values")
+            raise ParameterError("surrogates has NaN or infinite values")
         null = Ez @ zscore_rows(S).T / R
-    return pd.Series(r, index=expression.columns[keep], name="r"), null
+    return MapCorrelations(r=pd.Series(r, index=expression.columns[keep], name="r"), null=null)
 
 
 @numba.njit(cache=True)
@@ -144,17 +169,49 @@ def _matched(C, k, target, n, tolerance, max_proposals, seed, out, achieved):
         achieved[s] = total / pairs
 
 
+@dataclass(frozen=True, repr=False)
+class MatchedSets(Mapping):
+    """Random gene sets matched to categories (:func:`coexpression_matched_sets`).
+
+    A mapping ``category -> int array (n_permutations, k)`` of column positions into ``genes``; ``matching``
+    reports, per category, the target and achieved mean co-expression and the fraction within tolerance.
+    """
+
+    sets: dict[str, np.ndarray]
+    matching: pd.DataFrame
+    genes: np.ndarray
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key in ("__matching__", "__genes__"):  # the magic keys of releases before 0.2
+            attr = key.strip("_")
+            warn_renamed(f"result[{key!r}]", f"result.{attr}", "gsea.coexpression_matched_sets")
+            return getattr(self, attr)
+        if key not in self.sets:
+            raise NotFoundError(f"no matched sets for category {key!r}; categories: {list(self.sets)[:10]}")
+        return self.sets[key]
+
+    def __iter__(self):
+        return iter(self.sets)
+
+    def __len__(self) -> int:
+        return len(self.sets)
+
+    def __repr__(self) -> str:
+        return f"MatchedSets({len(self.sets)} categories over {self.genes.size} genes)"
+
+
+@renamed_parameters(n="n_permutations")
 def coexpression_matched_sets(
     expression: pd.DataFrame,
     gene_sets: Mapping[str, Iterable[str]],
     *,
-    n: int = 1000,
+    n_permutations: int = 1000,
     tolerance: float = 0.025,
     seed: int = 0,
     min_size: int = 10,
     max_size: int = 200,
     max_proposals: int = 20000,
-) -> dict[str, np.ndarray]:
+) -> MatchedSets:
     """Random gene sets matched to each category in size and mean within-set co-expression.
 
     Co-expression is the Pearson correlation of two genes across the regions of ``expression``;
@@ -167,16 +224,18 @@ def coexpression_matched_sets(
 
     Returns
     -------
-    dict
-        Category -> int array (n, k) of column positions in ``expression`` (genes with missing or
-        constant values dropped first, as :func:`map_enrichment` does); ``.attrs``-like details in the
-        special key ``"__matching__"``: a DataFrame of each category's target, the achieved
-        mean co-expression (median) and the fraction of sets within tolerance; ``"__genes__"``: the
-        gene order the positions refer to.
+    MatchedSets
+        A mapping category -> int array (n_permutations, k) of column positions in ``.genes`` (the genes of
+        ``expression`` with complete, varying values, as :func:`map_enrichment` uses); ``.matching``: each
+        category's target, the achieved mean co-expression (median) and the fraction of sets within tolerance.
 
     Examples
     --------
-    >>> sets = coexpression_matched_sets(expr, gsea.go_biological_process(), n=1000)  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> expr = pd.DataFrame(rng.standard_normal((40, 60)), columns=[f"g{i}" for i in range(60)])
+    >>> matched = coexpression_matched_sets(expr, {"A": [f"g{i}" for i in range(10)]}, n_permutations=20, min_size=5)
+    >>> matched["A"].shape, matched.matching["term"].tolist()
+    ((20, 10), ['A'])
 
     References
     ----------
@@ -184,12 +243,13 @@ def coexpression_matched_sets(
     studies: a how-to and evaluation of methods assessing spatial and gene specificity. Hum Brain
     Mapp 43:885-901.
     """
+    n = n_permutations
     if n < 1 or tolerance <= 0:
-        raise HmbaToolkitError(f"n must be >= 1 and tolerance > 0, got n={n}, tolerance={tolerance}")
+        raise ParameterError(f"n_permutations must be >= 1 and tolerance > 0, got {n} and {tolerance}")
     if min_size < 2:
-        raise HmbaToolkitError(f"min_size must be >= 2 (co-expression needs gene pairs), got {min_size}")
+        raise ParameterError(f"min_size must be >= 2 (co-expression needs gene pairs), got {min_size}")
     if not isinstance(expression, pd.DataFrame):
-        raise HmbaToolkitError("expression must be a regions x genes DataFrame")
+        raise ParameterError("expression must be a regions x genes DataFrame")
     E = expression.to_numpy(float)
     e = expression.loc[:, np.isfinite(E).all(axis=0) & (np.nanstd(E, axis=0) > 0)]  # as gene_map_correlations
     Z = zscore_rows(e.to_numpy(float).T)  # genes x regions
@@ -208,11 +268,10 @@ def coexpression_matched_sets(
         out[name] = chosen
         rows.append({"term": name, "n_genes": k, "target": target, "achieved_median": float(np.median(achieved)),
                      "fraction_within_tolerance": float(np.mean(np.abs(achieved - target) <= tolerance))})
-    out["__matching__"] = pd.DataFrame(rows)
-    out["__genes__"] = np.asarray(e.columns.astype(str))
-    return out
+    return MatchedSets(sets=out, matching=pd.DataFrame(rows), genes=np.asarray(e.columns.astype(str)))
 
 
+@renamed_parameters(n_random="n_permutations")
 def map_enrichment(
     expression: pd.DataFrame,
     brain_map,
@@ -221,7 +280,7 @@ def map_enrichment(
     null: str = "spatial",
     surrogates: np.ndarray | None = None,
     random_sets: Mapping[str, np.ndarray] | None = None,
-    n_random: int = 1000,
+    n_permutations: int = 1000,
     seed: int = 0,
     min_size: int = 10,
     max_size: int = 200,
@@ -246,8 +305,8 @@ def map_enrichment(
         ``null="spatial"``.
     random_sets : mapping, optional
         For ``null="coexpression_matched"``: the output of :func:`coexpression_matched_sets` on the
-        same ``expression`` (computed here when None, with ``n_random`` and ``seed``).
-    n_random, seed : int
+        same ``expression`` (computed here when None, with ``n_permutations`` and ``seed``).
+    n_permutations, seed : int
         Random gene sets (per size, or per category), and their seed.
     min_size, max_size : int
         Category size limits, applied to the genes present in ``expression``.
@@ -263,6 +322,7 @@ def map_enrichment(
     Examples
     --------
     >>> from hmba_toolkit import nulls, gsea
+    >>> # not run: needs the processed AHBA regions (~10 s); notebook 09 runs it
     >>> surr = nulls.spatial_lag(brain_map, centroids, n=1000, seed=0)  # doctest: +SKIP
     >>> gsea.map_enrichment(expr, brain_map, gsea.go_biological_process(), surrogates=surr)  # doctest: +SKIP
 
@@ -272,14 +332,15 @@ def map_enrichment(
     Mapp 43:885-901.
     """
     if null not in ("spatial", "random_genes", "coexpression_matched"):
-        raise HmbaToolkitError(f"null={null!r} is not 'spatial', 'random_genes' or 'coexpression_matched'")
+        raise ParameterError(f"null={null!r} is not 'spatial', 'random_genes' or 'coexpression_matched'")
     if alternative not in ("two-sided", "greater", "less"):
-        raise HmbaToolkitError(f"alternative={alternative!r} is not 'two-sided', 'greater' or 'less'")
+        raise ParameterError(f"alternative={alternative!r} is not 'two-sided', 'greater' or 'less'")
     if null == "spatial" and surrogates is None:
-        raise HmbaToolkitError("null='spatial' needs surrogates: an (n, regions) array from hmba_toolkit.nulls")
-    if null != "spatial" and n_random < 1:
-        raise HmbaToolkitError(f"n_random must be positive, got {n_random}")
-    r, rnull = gene_map_correlations(expression, brain_map, surrogates if null == "spatial" else None)
+        raise ParameterError("null='spatial' needs surrogates: an (n, regions) array from hmba_toolkit.nulls")
+    if null != "spatial" and n_permutations < 1:
+        raise ParameterError(f"n_random must be positive, got {n_permutations}")
+    corr = gene_map_correlations(expression, brain_map, surrogates if null == "spatial" else None)
+    r, rnull = corr.r, corr.null
     genes = r.index
     sets, dropped = _restrict(gene_sets, set(map(str, genes)), min_size, max_size)
     names = list(sets)
@@ -294,23 +355,24 @@ def map_enrichment(
         null_scores = np.asarray(M @ np.arctanh(np.clip(rnull, -0.999999, 0.999999)))  # categories x surrogates
     elif null == "coexpression_matched":
         if random_sets is None:
-            random_sets = coexpression_matched_sets(expression, sets, n=n_random, seed=seed, min_size=min_size, max_size=max_size)
-        if "__genes__" in random_sets and not np.array_equal(random_sets["__genes__"], np.asarray(genes.astype(str))):
-            raise HmbaToolkitError("random_sets were computed on another expression matrix (gene order differs)")
+            random_sets = coexpression_matched_sets(expression, sets, n_permutations=n_permutations, seed=seed,
+                                                    min_size=min_size, max_size=max_size)
+        if isinstance(random_sets, MatchedSets) and not np.array_equal(random_sets.genes, np.asarray(genes.astype(str))):
+            raise ParameterError("random_sets were computed on another expression matrix (gene order differs)")
         missing = [k for k in names if k not in random_sets]
         if missing:
-            raise HmbaToolkitError(f"random_sets lacks categories {missing[:5]}: compute them on the same expression and gene sets")
+            raise ParameterError(f"random_sets lacks categories {missing[:5]}: compute them on the same expression and gene sets")
         widths = {random_sets[k].shape[0] for k in names}
         if len(widths) != 1:
-            raise HmbaToolkitError(f"random_sets hold different numbers of sets per category: {sorted(widths)}")
+            raise ParameterError(f"random_sets hold different numbers of sets per category: {sorted(widths)}")
         null_scores = np.stack([zr[random_sets[k]].mean(axis=1) for k in names])  # categories x sets
     else:
         rng = np.random.default_rng(seed)
         # one set of gene permutations serves every set size: the mean of the first k genes
-        perm = np.argsort(rng.random((n_random, len(genes))), axis=1)
+        perm = np.argsort(rng.random((n_permutations, len(genes))), axis=1)
         csum = np.cumsum(zr[perm], axis=1)
         k = size.astype(int)
-        null_scores = (csum[:, k - 1] / k).T  # categories x n_random
+        null_scores = (csum[:, k - 1] / k).T  # categories x n_permutations
     n_null = null_scores.shape[1]
     mu = null_scores.mean(axis=1)
     sd = null_scores.std(axis=1)
@@ -339,3 +401,68 @@ def map_enrichment(
                       "min_size": min_size, "max_size": max_size, "smallest_possible_pvalue": 1 / (n_null + 1),
                       "seed": seed if null != "spatial" else None})
     return out
+
+
+def map_enrichment_error_rates(
+    expression: pd.DataFrame,
+    random_maps: np.ndarray,
+    gene_sets: Mapping[str, Iterable[str]],
+    coords,
+    *,
+    nulls: Sequence[str] = ("random_genes", "spatial"),
+    n_permutations: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    min_size: int = 10,
+    max_size: int = 200,
+) -> pd.DataFrame:
+    """How many categories :func:`map_enrichment` calls enriched in maps that carry no signal, per null.
+
+    Each of ``random_maps`` (smooth maps unrelated to any category, e.g. spatial-lag surrogates of a real map) is
+    tested with each null: ``"random_genes"`` (categories against random gene sets, which ignores the maps'
+    autocorrelation) and ``"spatial"`` (against variogram-matching surrogates of the map, :func:`hmba_toolkit.nulls.variogram`,
+    seeded ``seed + map``). A calibrated null gives a fraction of p-values below ``alpha`` near ``alpha``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per map and null: ``map, null, n_categories, fraction_p_below_alpha, n_padj_below_alpha``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> xy = rng.random((40, 3))
+    >>> expr = pd.DataFrame(rng.standard_normal((40, 30)), columns=[f"g{i}" for i in range(30)])
+    >>> sets = {"A": [f"g{i}" for i in range(10)], "B": [f"g{i}" for i in range(10, 20)]}
+    >>> from hmba_toolkit import nulls
+    >>> maps = nulls.random_fields(xy, 2, seed=1)
+    >>> res = map_enrichment_error_rates(expr, maps, sets, xy, n_permutations=49, min_size=5)
+    >>> res[["map", "null", "n_categories"]].values.tolist()
+    [[0, 'random_genes', 2], [0, 'spatial', 2], [1, 'random_genes', 2], [1, 'spatial', 2]]
+
+    References
+    ----------
+    Fulcher BD, Arnatkeviciute A, Fornito A (2021) Nat Commun 12:2669 (false-positive rates of category
+    enrichment on spatial maps).
+    """
+    from ..nulls import variogram
+
+    unknown = [n for n in nulls if n not in ("random_genes", "spatial")]
+    if unknown:
+        raise ParameterError(f"nulls {unknown} are not 'random_genes' or 'spatial'")
+    maps = np.asarray(random_maps, dtype=float)
+    if maps.ndim != 2 or maps.shape[1] != len(expression):
+        raise ParameterError(f"random_maps must be (n_maps, {len(expression)}) over the regions of expression, got {maps.shape}")
+    rows = []
+    for i, m in enumerate(maps):
+        for null in nulls:
+            if null == "random_genes":
+                res = map_enrichment(expression, m, gene_sets, null="random_genes", n_permutations=n_permutations,
+                                     seed=seed + i, min_size=min_size, max_size=max_size)
+            else:
+                surrogates = variogram(m, coords, n_permutations=n_permutations, seed=seed + i)
+                res = map_enrichment(expression, m, gene_sets, surrogates=surrogates, min_size=min_size, max_size=max_size)
+            rows.append({"map": i, "null": null, "n_categories": len(res),
+                         "fraction_p_below_alpha": float((res["pvalue"] < alpha).mean()) if len(res) else np.nan,
+                         "n_padj_below_alpha": int((res["padj"] < alpha).sum())})
+    return pd.DataFrame(rows)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from ..errors import HmbaToolkitError
+from ..errors import ParameterError
 
 __all__ = ["sample_scores"]
 
@@ -57,7 +57,7 @@ def sample_scores(
                           threads=threads, seed=seed, verbose=False)
             col = "ES"
         else:
-            raise HmbaToolkitError(f"method={method!r} is not 'ssgsea' or 'gsva'")
+            raise ParameterError(f"method={method!r} is not 'ssgsea' or 'gsva'")
     out = res.res2d.rename(columns={"Name": "sample", "Term": "term", col: "score"})[["sample", "term", "score"]]
     out["score"] = out["score"].astype(float)
     return out.sort_values(["term", "sample"], ignore_index=True)

@@ -10,16 +10,16 @@ __all__ = [
     "download_file", "read_abc_csv", "read_h5ad_obs_names", "read_h5ad_subset", "read_h5ad_var",
 ]
 
-from .ahba import AhbaDonor, read_ahba_donor  # noqa: E402
+from .ahba import AhbaDonor, read_ahba_donor, read_ahba_donors  # noqa: E402
 from .brainspan import DEVELOPMENTAL_PERIODS, age_in_years, developmental_period, read_brainspan  # noqa: E402
 from .archives import AHBA_DONORS, fetch_ahba, fetch_brainspan  # noqa: E402
-from .mouse_ish import read_ish_grid, read_mhd_header, write_ish_grid  # noqa: E402
+from .mouse_ish import read_gene_ish_grid, read_ish_grid, read_mhd_header, write_ish_grid  # noqa: E402
 from .ontology import StructureTree, read_ontology  # noqa: E402
 from . import rma  # noqa: E402
-from ..stream.gene_index import read_genes  # noqa: E402
+from .gene_index import read_genes  # noqa: E402
 
 __all__ += [
-    "AhbaDonor", "read_ahba_donor", "age_in_years", "read_brainspan", "DEVELOPMENTAL_PERIODS", "developmental_period",
-    "AHBA_DONORS", "fetch_ahba", "fetch_brainspan", "read_genes", "read_ish_grid", "read_mhd_header",
+    "AhbaDonor", "read_ahba_donor", "read_ahba_donors", "age_in_years", "read_brainspan", "DEVELOPMENTAL_PERIODS", "developmental_period",
+    "AHBA_DONORS", "fetch_ahba", "fetch_brainspan", "read_genes", "read_gene_ish_grid", "read_ish_grid", "read_mhd_header",
     "write_ish_grid", "StructureTree", "read_ontology", "rma",
 ]

@@ -24,7 +24,7 @@ import anndata as ad
 import pandas as pd
 
 from .._files import md5sum, write_text_atomic
-from ..errors import HmbaToolkitError, ManifestError, OfflineError
+from ..errors import DataFormatError, ManifestError, OfflineError, ParameterError, ParameterTypeError
 from .download import download_file, fetch_bytes, list_bucket_prefixes
 from .h5ad import read_h5ad_subset
 from .manifest import FileEntry, Manifest, safe_relative_path
@@ -59,7 +59,7 @@ def read_abc_csv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
     try:
         header = pd.read_csv(path, nrows=0).columns
     except (pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise HmbaToolkitError(f"{path}: not a readable CSV table ({exc})") from exc
+        raise DataFormatError(f"{path}: not a readable CSV table ({exc})") from exc
     dtype = {c: str for c in header if c.endswith("_label") or c in _STR_COLUMNS}
     if "number_of_cells" in header:
         dtype["number_of_cells"] = "Int64"
@@ -93,6 +93,7 @@ class AbcCache:
 
     The real bucket (network needed):
 
+    >>> # not run: a local copy of the real bucket; AbcCache.from_demo() is the twin that runs
     >>> cache = AbcCache("~/abc_atlas")  # doctest: +SKIP
     """
 
@@ -267,12 +268,12 @@ class AbcCache:
                     self._record_downloaded(path)
                 return path
             if not self.base_url:
-                raise HmbaToolkitError(
+                raise ParameterError(
                     f"{path}: size or md5 does not match {self.current_manifest} "
                     f"(expected {entry.size} bytes, md5 {entry.md5}); the local copy is damaged"
                 )
         if not self.base_url:
-            raise HmbaToolkitError(
+            raise ParameterError(
                 f"{path} is not in the local cache and this cache is local only (base_url=None)"
             )
         url = self.base_url + entry.relative_path
@@ -403,6 +404,7 @@ class AbcCache:
         normalization: str = "log2",
         matrix: str | None = None,
         gene_column: str | None = "gene_symbol",
+        obs: Sequence[str] | bool | None = None,
     ) -> ad.AnnData:
         """A subset of an expression matrix as AnnData, reading only the rows asked for.
 
@@ -418,20 +420,52 @@ class AbcCache:
             ``"log2"`` (log2(CPM+1) for 10X, log2(CPT+1) for spatial) or ``"raw"`` counts.
         matrix
             Feature matrix label when a directory holds several (per-species 10X).
+        gene_column
+            The ``var`` column ``genes`` are matched on (None: the gene identifiers of ``var_names``).
+        obs
+            Columns of :meth:`cell_table` to join onto ``obs`` (taxonomy levels, donor, region, colours), or True
+            for all of them; None keeps the matrix's own ``obs``.
+
+        Returns
+        -------
+        anndata.AnnData
+            Cells x genes, ``var_names`` the gene identifiers, ``var`` with ``gene_symbol``, ``uns["normalization"]``
+            ``"log2"`` or ``"raw"``.
+
+        Examples
+        --------
+        >>> cache = AbcCache.from_demo()
+        >>> cells = cache.cell_table("HMBA-10xMultiome-BG-Aligned")
+        >>> msn = cells.index[cells["Group"] == "STRd D1 Matrix MSN"]
+        >>> raw = cache.read_expression("HMBA-10xMultiome-BG-Aligned", cells=msn, normalization="raw",
+        ...                             obs=["Group", "donor_label", "species_genus"])
+        >>> sorted(raw.obs["Group"].unique()), raw.uns["normalization"]
+        (['STRd D1 Matrix MSN'], 'raw')
         """
         if normalization not in ("log2", "raw"):
-            raise HmbaToolkitError(f"normalization must be 'log2' or 'raw', not {normalization!r}")
+            raise ParameterError(f"normalization must be 'log2' or 'raw', not {normalization!r}")
         d = self.manifest.resolve_directory(directory)
         labels = sorted({t.split("/")[0] for t in self.list_expression_matrix_files(d)})
         if matrix is None:
             if len(labels) != 1:
-                raise HmbaToolkitError(f"{d} holds several matrices {labels}; pass matrix=")
+                raise ParameterError(f"{d} holds several matrices {labels}; pass matrix=")
             matrix = labels[0]
         elif matrix not in labels:
-            raise HmbaToolkitError(f"matrix {matrix!r} is not in {d}; choose from {labels}")
+            raise ParameterError(f"matrix {matrix!r} is not in {d}; choose from {labels}")
         path = self.get_file_path(d, f"{matrix}/{normalization}")
         out = read_h5ad_subset(path, cells=cells, genes=genes, gene_column=gene_column)
         out.uns["normalization"] = normalization  # as the release's files say it (normalize refuses to redo "log2")
+        if obs is not None and obs is not False:
+            table = self.cell_table(d)
+            if obs is True:
+                obs = list(table.columns)
+            elif isinstance(obs, str):
+                raise ParameterTypeError(f"obs must be a list of cell-table columns or True, not one string; use [{obs!r}]")
+            missing = [c for c in obs if c not in table.columns]
+            if missing:
+                raise ParameterError(f"obs: {missing} are not columns of the {d} cell table; columns: {list(table.columns)}")
+            new = [c for c in obs if c not in out.obs.columns]
+            out.obs = out.obs.join(table[new].reindex(out.obs_names))
         return out
 
     def get_gene_data(
@@ -452,9 +486,9 @@ class AbcCache:
         """
         missing = [g for g in selected_genes if g not in set(all_genes["gene_symbol"])]
         if missing:
-            raise HmbaToolkitError(f"selected_genes not in all_genes['gene_symbol']: {missing}")
+            raise ParameterError(f"selected_genes not in all_genes['gene_symbol']: {missing}")
         out = pd.DataFrame(index=all_cells.index, columns=list(selected_genes), dtype="float32")
-        from ..stream.gene_index import has_gene_index, read_genes
+        from .gene_index import has_gene_index, read_genes
 
         for (dataset, label), group in all_cells.groupby(["dataset_label", "feature_matrix_label"], sort=True):
             path = self.get_file_path(dataset, f"{label}/{data_type}")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataFormatError
+from ..errors import DataFormatError, MissingFileError
 from .ontology import StructureTree
 
-__all__ = ["AhbaDonor", "read_ahba_donor", "PROBE_COLUMNS", "ANNOT_COLUMNS", "ONTOLOGY_COLUMNS"]
+__all__ = ["AhbaDonor", "read_ahba_donor", "read_ahba_donors", "PROBE_COLUMNS", "ANNOT_COLUMNS", "ONTOLOGY_COLUMNS"]
 
 PROBE_COLUMNS = ["probe_id", "probe_name", "gene_id", "gene_symbol", "gene_name", "entrez_id", "chromosome"]
 ANNOT_COLUMNS = ["structure_id", "slab_num", "well_id", "slab_type", "structure_acronym", "structure_name", "polygon_id",
@@ -104,3 +104,25 @@ def read_ahba_donor(folder: str | os.PathLike) -> AhbaDonor:
     donor = folder.name.replace("normalized_microarray_donor", "")
     return AhbaDonor(donor, frames["MicroarrayExpression"], frames["PACall"].astype("int8"), probes, annot,
                      StructureTree(ontology, source=str(paths["Ontology"])))
+
+
+def read_ahba_donors(folder: str | os.PathLike) -> dict[str, AhbaDonor]:
+    """Read every ``normalized_microarray_donor<uid>`` folder under ``folder``: ``{uid: AhbaDonor}``, sorted by uid.
+
+    The mapping is what :func:`hmba_toolkit.ahba.process` takes.
+
+    Examples
+    --------
+    >>> from hmba_toolkit.datasets import fetch_demo_ahba
+    >>> donors = read_ahba_donors(fetch_demo_ahba())
+    >>> list(donors)[:2], len(donors)
+    (['10021', '12876'], 6)
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError(f"{folder}: not a directory (expected a folder of normalized_microarray_donor*/ folders)")
+    found = sorted(p for p in folder.glob("normalized_microarray_donor*") if p.is_dir())
+    if not found:
+        raise MissingFileError(f"{folder} holds no normalized_microarray_donor*/ folder; download them with "
+                               "hmba_toolkit.io.fetch_ahba(data_dir)")
+    return {p.name.removeprefix("normalized_microarray_donor"): read_ahba_donor(p) for p in found}

@@ -28,7 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from .._files import atomic_dir, file_lock
-from ..errors import DataFormatError, HmbaToolkitError
+from .._paths import data_home
+from ..errors import DataFormatError, HmbaToolkitError, ParameterError
 from .download import download_file
 
 __all__ = ["AHBA_DONORS", "AHBA_URL", "BRAINSPAN_URL", "BRAINSPAN_FILE_ID", "fetch_ahba", "fetch_brainspan", "unpack_zip"]
@@ -50,8 +51,6 @@ _MARKER = ".hmba_toolkit_complete"
 def _default_dir(data_dir) -> Path:
     if data_dir is not None:
         return Path(data_dir).expanduser()
-    from ..datasets import data_home
-
     return data_home()
 
 
@@ -122,7 +121,7 @@ def _donor_rows(donors) -> pd.DataFrame:
     for d in donors:
         hit = AHBA_DONORS[(AHBA_DONORS["donor"] == str(d)) | (AHBA_DONORS["uid"].astype(str) == str(d))]
         if hit.empty:
-            raise HmbaToolkitError(f"donors: {d!r} is not an AHBA donor; choose from {AHBA_DONORS['uid'].tolist()} "
+            raise ParameterError(f"donors: {d!r} is not an AHBA donor; choose from {AHBA_DONORS['uid'].tolist()} "
                                    f"or {AHBA_DONORS['donor'].tolist()}")
         rows.append(hit)
     return pd.concat(rows).drop_duplicates()
@@ -159,8 +158,10 @@ def fetch_ahba(
 
     Examples
     --------
+    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() is the twin
     >>> folders = fetch_ahba("~/allen", donors=[9861, 10021])  # doctest: +SKIP
     >>> from hmba_toolkit.io import read_ahba_donor
+    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() is the twin
     >>> donor = read_ahba_donor(folders[9861])  # doctest: +SKIP
 
     References
@@ -195,6 +196,7 @@ def fetch_brainspan(
     Examples
     --------
     >>> from hmba_toolkit.io import read_brainspan
+    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() is the twin
     >>> bs = read_brainspan(fetch_brainspan("~/allen"))  # doctest: +SKIP
 
     References

@@ -170,6 +170,7 @@ def download_file(
 
     Examples
     --------
+    >>> # not run: downloads from the network; tests/test_download.py runs it against a loopback server
     >>> download_file("https://example.org/x.csv", "x.csv", size=10, md5="...")  # doctest: +SKIP
     """
     check_url(url)

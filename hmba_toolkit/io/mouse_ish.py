@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from .._files import atomic_path
-from ..errors import DataFormatError, OutputExistsError
+from ..errors import DataFormatError, MissingFileError, NotFoundError, OutputExistsError
 
-__all__ = ["read_mhd_header", "read_ish_grid", "write_ish_grid", "MET_TYPES"]
+__all__ = ["read_mhd_header", "read_ish_grid", "read_gene_ish_grid", "write_ish_grid", "MET_TYPES"]
 
 #: MetaImage element types and their numpy dtypes (little-endian; byte order from the header).
 MET_TYPES = {
@@ -98,6 +98,7 @@ def read_ish_grid(path: str | os.PathLike, volume: str = "energy") -> np.ndarray
 
     Examples
     --------
+    >>> # not run: a user's unpacked Allen download; read_gene_ish_grid's example runs on the demo
     >>> grid = read_ish_grid("Nrp1_P56_coronal_74272479_200um/energy.mhd")  # doctest: +SKIP
     >>> grid.shape  # doctest: +SKIP
     (67, 41, 58)
@@ -129,6 +130,44 @@ def read_ish_grid(path: str | os.PathLike, volume: str = "energy") -> np.ndarray
         arr = arr.astype(np.float32 if arr.dtype.itemsize == 4 else arr.dtype, copy=False)
         arr[arr == -1] = np.nan
     return arr
+
+
+def read_gene_ish_grid(folder: str | os.PathLike, gene: str, *, volume: str = "energy",
+                       experiment: int | None = None) -> np.ndarray:
+    """The 200 um grid of one gene from a folder of downloaded experiments.
+
+    The folder holds ``section_data_sets.csv`` (``id, gene_acronym, ...``, as
+    :func:`hmba_toolkit.io.rma.list_section_data_sets` writes it) and ``grids/<id>.zip``, the layout of
+    :func:`hmba_toolkit.datasets.fetch_demo_mouse_ish`. A gene with several experiments gives the one with the
+    smallest id unless ``experiment`` names another.
+
+    Examples
+    --------
+    >>> from hmba_toolkit.datasets import fetch_demo_mouse_ish
+    >>> grid = read_gene_ish_grid(fetch_demo_mouse_ish(), "Pdyn")
+    >>> grid.shape, grid.dtype
+    ((67, 41, 58), dtype('float32'))
+    """
+    import pandas as pd
+
+    folder = Path(folder)
+    table_path = folder / "section_data_sets.csv"
+    if not table_path.is_file():
+        raise MissingFileError(f"{table_path} does not exist: the folder must hold section_data_sets.csv and grids/<id>.zip")
+    table = pd.read_csv(table_path)
+    for column in ("id", "gene_acronym"):
+        if column not in table.columns:
+            raise DataFormatError(f"{table_path}: no column {column!r} (columns: {list(table.columns)})")
+    rows = table[table["gene_acronym"].astype(str) == gene]
+    if rows.empty:
+        import difflib
+
+        close = difflib.get_close_matches(gene, table["gene_acronym"].astype(str).tolist(), n=3)
+        raise NotFoundError(f"gene {gene!r} has no experiment in {table_path}" + (f"; did you mean {close}?" if close else ""))
+    ids = sorted(int(i) for i in rows["id"])
+    if experiment is not None and int(experiment) not in ids:
+        raise NotFoundError(f"experiment {experiment} is not one of {gene}'s: {ids}")
+    return read_ish_grid(folder / "grids" / f"{experiment if experiment is not None else ids[0]}.zip", volume=volume)
 
 
 def _header_text(shape: tuple[int, ...], etype: str, data_file: str, spacing: float) -> str:

@@ -33,9 +33,11 @@ class StructureTree:
 
     Examples
     --------
+    >>> # not run: a user's downloaded structure tree; hmba_toolkit.mouse.load_ontology() is the shipped twin
     >>> tree = read_ontology("allen_structure_tree.csv")  # doctest: +SKIP
     >>> tree.get("CP")["name"]  # doctest: +SKIP
     'Caudoputamen'
+    >>> # not run: a user's downloaded structure tree; hmba_toolkit.mouse.load_ontology() is the shipped twin
     >>> 672 in tree.descendants("STR")  # doctest: +SKIP
     True
     """

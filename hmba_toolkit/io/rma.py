@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from .._files import file_lock
-from ..errors import DataFormatError, DownloadError, HmbaToolkitError, IntegrityError
+from ..errors import DataFormatError, DownloadError, IntegrityError, ParameterError
 from .download import download_file, fetch_bytes
 
 __all__ = [
@@ -45,7 +45,7 @@ def section_data_sets_query(gene: str | None = None, plane: str | None = "corona
     'https://api.brain-map.org/api/v2/data/query.json?criteria=mo'
     """
     if plane is not None and plane not in _PLANES:
-        raise HmbaToolkitError(f"plane must be one of {_PLANES} or None, not {plane!r}")
+        raise ParameterError(f"plane must be one of {_PLANES} or None, not {plane!r}")
     crit = f"model::SectionDataSet,rma::criteria,[failed$eq'false'],products[abbreviation$eq'{product}']"
     if plane:
         crit += f",plane_of_section[name$eq'{plane}']"
@@ -59,7 +59,7 @@ def grid_download_url(section_data_set_id: int, volumes=("energy",), base_url: s
     """URL of the zipped 200 um grid(s) of one SectionDataSet (``energy``, ``density``, ``intensity``)."""
     bad = [v for v in volumes if v not in _VOLUMES]
     if bad:
-        raise HmbaToolkitError(f"volumes must be among {_VOLUMES}, got {bad}")
+        raise ParameterError(f"volumes must be among {_VOLUMES}, got {bad}")
     return f"{base_url.rstrip('/')}/grid_data/download/{int(section_data_set_id)}?include={','.join(volumes)}"
 
 
@@ -118,6 +118,7 @@ def list_section_data_sets(
 
     Examples
     --------
+    >>> # not run: calls the Allen API (network); tests/test_mouse_ish.py runs it against a loopback twin
     >>> list_section_data_sets("Pdyn")  # doctest: +SKIP
              id gene_acronym plane_of_section  entrez_id
     0  71717084         Pdyn          coronal      18610
@@ -188,8 +189,10 @@ def download_grid(
 
     Examples
     --------
+    >>> # not run: calls the Allen API (network); tests/test_mouse_ish.py runs it against a loopback twin
     >>> path = download_grid(71717084, "~/.cache/hmba_toolkit/mouse_ish")  # doctest: +SKIP
     >>> from hmba_toolkit.io import read_ish_grid
+    >>> # not run: calls the Allen API (network); tests/test_mouse_ish.py runs it against a loopback twin
     >>> read_ish_grid(path).shape  # doctest: +SKIP
     (67, 41, 58)
     """

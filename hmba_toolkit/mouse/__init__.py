@@ -1,7 +1,7 @@
 """The Allen mouse brain ISH atlas: the 200 um reference, structure summaries, a genes x voxels store.
 
 - :mod:`~hmba_toolkit.mouse.atlas`: the shipped annotation grid and ontology, hemispheres, coarse labels.
-- :mod:`~hmba_toolkit.mouse.unionize`: per-structure subtree means of one grid or thousands.
+- :func:`~hmba_toolkit.mouse.unionize` / :func:`~hmba_toolkit.mouse.unionize_genes`: per-structure subtree means of one grid or thousands.
 - :mod:`~hmba_toolkit.mouse.orthologs`: human orthologs of the ISH genes (Allen homolog ids).
 - :mod:`~hmba_toolkit.mouse.store`: :class:`GridStore`, packed from local zips or downloaded in bulk
   from the Allen API (resumable, bounded concurrency, retries with backoff).
@@ -12,9 +12,9 @@ The API client itself (listing experiments, downloading one grid) is :mod:`hmba_
 from .atlas import GRID_SHAPE, HEMISPHERES, MAJOR_DIVISIONS, SPACING_UM, hemisphere_mask, load_annotation, load_ontology, relabel
 from .orthologs import human_orthologs, to_human
 from .store import GridStore, download_grids, pack_grids
-from .unionize import structure_membership, unionize, unionize_genes
+from ._unionize import StructureMembership, structure_membership, unionize, unionize_genes
 
 __all__ = [
-    "GRID_SHAPE", "HEMISPHERES", "MAJOR_DIVISIONS", "SPACING_UM", "GridStore", "download_grids", "hemisphere_mask",
+    "GRID_SHAPE", "HEMISPHERES", "MAJOR_DIVISIONS", "SPACING_UM", "GridStore", "StructureMembership", "download_grids", "hemisphere_mask",
     "human_orthologs", "load_annotation", "load_ontology", "pack_grids", "relabel", "structure_membership", "to_human", "unionize", "unionize_genes",
 ]

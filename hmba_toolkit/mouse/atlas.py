@@ -23,7 +23,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from ..errors import HmbaToolkitError
+from ..errors import ParameterError
 from ..io.mouse_ish import _decode, _parse_header
 from ..io.ontology import StructureTree
 
@@ -98,7 +98,7 @@ def hemisphere_mask(shape: tuple[int, int, int], hemisphere: str) -> np.ndarray:
     True
     """
     if hemisphere not in HEMISPHERES:
-        raise HmbaToolkitError(f"hemisphere must be one of {HEMISPHERES}, not {hemisphere!r}")
+        raise ParameterError(f"hemisphere must be one of {HEMISPHERES}, not {hemisphere!r}")
     mask = np.ones(shape, dtype=bool)
     if hemisphere != "both":
         mid = shape[2] // 2

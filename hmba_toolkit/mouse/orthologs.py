@@ -21,7 +21,7 @@ from importlib import resources
 
 import pandas as pd
 
-from ..errors import HmbaToolkitError
+from ..errors import ParameterError, ParameterTypeError
 
 __all__ = ["human_orthologs", "to_human"]
 
@@ -69,7 +69,7 @@ def human_orthologs(mouse_genes: Iterable[str] | None = None, *, one_to_one: boo
     if mouse_genes is None:
         return t.reset_index(drop=True)
     if isinstance(mouse_genes, str):
-        raise HmbaToolkitError("mouse_genes must be a list of symbols, not one string")
+        raise ParameterTypeError("mouse_genes must be a list of symbols, not one string")
     genes = pd.Index(list(mouse_genes))
     out = t.set_index("mouse_symbol").reindex(genes.intersection(t["mouse_symbol"], sort=False))
     return out.rename_axis("mouse_symbol").reset_index()
@@ -104,7 +104,7 @@ def to_human(data: pd.Series | pd.DataFrame, axis: str = "auto") -> pd.Series | 
     if axis == "auto":
         axis = "columns" if isinstance(data, pd.DataFrame) else "index"
     if axis not in ("index", "columns") or (axis == "columns" and not isinstance(data, pd.DataFrame)):
-        raise HmbaToolkitError(f"axis must be 'index' or 'columns' (columns only for a DataFrame), not {axis!r}")
+        raise ParameterError(f"axis must be 'index' or 'columns' (columns only for a DataFrame), not {axis!r}")
     labels = data.columns if axis == "columns" else data.index
     pairs = human_orthologs(list(dict.fromkeys(labels))).dropna(subset=["human_symbol"])
     mapping = dict(zip(pairs["mouse_symbol"], pairs["human_symbol"]))

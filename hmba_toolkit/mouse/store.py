@@ -40,7 +40,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .._files import write_text_atomic
-from ..errors import DataFormatError, DownloadError, HmbaToolkitError, IntegrityError, NotFoundError, OfflineError
+from ..errors import DataFormatError, DownloadError, IntegrityError, NotFoundError, OfflineError, ParameterError
 from ..io import rma
 from ..io.mouse_ish import read_ish_grid
 from .atlas import GRID_SHAPE, SPACING_UM, load_annotation
@@ -70,6 +70,7 @@ class GridStore:
 
     Examples
     --------
+    >>> # not run: builds or downloads a store of thousands of grids (network, GB); notebook 10 runs the demo twin
     >>> store = GridStore.open("mouse_energy.store")  # doctest: +SKIP
     >>> store.grid("Pdyn").shape  # doctest: +SKIP
     (67, 41, 58)
@@ -205,7 +206,7 @@ def _check_partial(partial: Path, table: pd.DataFrame, volume: str) -> None:
     meta = json.loads((partial / "build.json").read_text(encoding="utf-8"))
     planned = pd.read_csv(partial / "experiments.csv")["id"].to_numpy()
     if meta.get("volume") != volume or not np.array_equal(planned, table["id"].to_numpy()):
-        raise HmbaToolkitError(
+        raise ParameterError(
             f"{partial} holds an unfinished build of other experiments or another volume "
             f"({meta.get('volume')}, {len(planned)} experiments); resume it with the same list, or delete it")
 
@@ -220,7 +221,7 @@ def _build(
     if path.exists():
         store = GridStore.open(path)
         if not np.array_equal(store.experiments["id"].to_numpy(), table["id"].to_numpy()) or store.meta["volume"] != volume:
-            raise HmbaToolkitError(f"{path} already holds a store of other experiments; choose another path or delete it")
+            raise ParameterError(f"{path} already holds a store of other experiments; choose another path or delete it")
         return store
     annotation = load_annotation() if annotation is None else np.asarray(annotation)
     if annotation.shape != GRID_SHAPE:
@@ -398,6 +399,7 @@ def download_grids(
     Examples
     --------
     >>> from hmba_toolkit.io.rma import list_section_data_sets
+    >>> # not run: builds or downloads a store of thousands of grids (network, GB); notebook 10 runs the demo twin
     >>> coronal = list_section_data_sets(plane="coronal")  # doctest: +SKIP
     >>> store = download_grids(coronal, "mouse_coronal_energy.store")  # doctest: +SKIP
 

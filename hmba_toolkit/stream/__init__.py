@@ -8,8 +8,8 @@
   genes across all cells take milliseconds instead of a full inflate of the file.
 """
 
-from ._blocks import describe
-from .aggregate import NORMALIZATIONS, aggregate
-from .gene_index import GeneIndex, build_gene_index, default_index_path, has_gene_index, read_genes
+from ..io._csr_blocks import describe
+from ..io.gene_index import GeneIndex, build_gene_index, default_index_path, has_gene_index, read_genes
+from ._aggregate import NORMALIZATIONS, aggregate
 
 __all__ = ["NORMALIZATIONS", "GeneIndex", "aggregate", "describe", "build_gene_index", "default_index_path", "has_gene_index", "read_genes"]

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from ..errors import HmbaToolkitError
+from ..errors import ParameterError
 
 __all__ = ["normalize", "METHODS"]
 
@@ -115,16 +115,16 @@ def normalize(data: pd.DataFrame | np.ndarray, method: str = "srs", *, groups: p
         return data
     key = _ALIASES.get(method, method)
     if key not in METHODS:
-        raise HmbaToolkitError(f"method={method!r} is not one of {sorted(METHODS)} (or their abagen aliases)")
+        raise ParameterError(f"method={method!r} is not one of {sorted(METHODS)} (or their abagen aliases)")
     frame = isinstance(data, pd.DataFrame)
     x = np.asarray(data, dtype=np.float64)
     if x.ndim != 2:
-        raise HmbaToolkitError(f"data must be 2-D (rows x columns), got shape {x.shape}")
+        raise ParameterError(f"data must be 2-D (rows x columns), got shape {x.shape}")
     out = np.full_like(x, np.nan)
     rows = ~np.isnan(x).all(axis=1)
     labels = np.asarray(groups) if groups is not None else np.zeros(x.shape[0])
     if labels.shape[0] != x.shape[0]:
-        raise HmbaToolkitError(f"groups has {labels.shape[0]} labels for {x.shape[0]} rows")
+        raise ParameterError(f"groups has {labels.shape[0]} labels for {x.shape[0]} rows")
     with np.errstate(divide="ignore", invalid="ignore"):
         for g in pd.unique(labels[rows]):
             sel = rows & (labels == g)

@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,9 +35,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from .._files import atomic_dir, md5sum
-from ..errors import DataFormatError, HmbaToolkitError
-from ..io.h5ad import gene_positions, read_h5ad_obs_names, read_h5ad_var
-from ._blocks import iter_blocks, open_csr, row_blocks
+from .._log2cpm import CPM, LOG2CPM, check_normalization, log2_per_total, row_totals
+from .._paths import data_home
+from .._compat import renamed_parameters, warn
+from ..errors import DataFormatError, ParameterError, ParameterTypeError
+from .h5ad import gene_positions, read_h5ad_obs_names, read_h5ad_var
+from ._csr_blocks import iter_blocks, open_csr, row_blocks
 
 __all__ = ["build_gene_index", "GeneIndex", "default_index_path", "has_gene_index", "read_genes"]
 
@@ -67,8 +69,6 @@ def default_index_path(path: str | os.PathLike, layer: str | None = None) -> Pat
     if root:
         base = Path(root).expanduser()
     else:
-        from ..datasets import data_home
-
         base = data_home() / "gene_indexes"
     key = hashlib.sha1(str(path).encode("utf-8")).hexdigest()[:12]
     layer_part = "" if layer is None else f".{layer}"
@@ -115,12 +115,6 @@ def _order_bucket(genes, cells, values, first_gene, n_genes, cells_out, values_o
         counts[g] = p + 1
 
 
-def _row_sums(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:
-    """Sum of each row's stored values (0 for empty rows)."""
-    n = ptr.size - 1
-    return np.bincount(np.repeat(np.arange(n), np.diff(ptr)), weights=values.astype(np.float64), minlength=n)
-
-
 def _stat(path: Path) -> dict:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -131,6 +125,7 @@ class GeneIndex:
 
     Examples
     --------
+    >>> # not run: an index of the real 1.7 M-cell human file; build_gene_index's example runs on the demo
     >>> idx = GeneIndex.open(default_index_path("HMBA-10xMultiome-BG-Human-raw.h5ad"))  # doctest: +SKIP
     >>> idx.column(1234)  # (cells, values) of gene 1234  # doctest: +SKIP
     """
@@ -249,7 +244,7 @@ def build_gene_index(
             pass
     csr = open_csr(path, layer)
     if csr.n_obs >= 2**32:
-        raise HmbaToolkitError(f"{path}: {csr.n_obs} cells exceed the index's uint32 cell ids")
+        raise ParameterError(f"{path}: {csr.n_obs} cells exceed the index's uint32 cell ids")
     source = {**_stat(path), "md5": md5sum(path)}
     entry = 4 + 4 + 4  # cell, gene, value while bucketing
     # 3 open files per bucket: at most 256 buckets keeps well under the usual limit of 1,024 descriptors
@@ -295,13 +290,14 @@ def build_gene_index(
     return out
 
 
+@renamed_parameters(normalize="normalization")
 def read_genes(
     path: str | os.PathLike,
     genes: Sequence[str],
     *,
     gene_column: str | None = None,
     layer: str | None = None,
-    normalize: str | None = None,
+    normalization: str | None = None,
     index: str | bool | os.PathLike = "auto",
     chunk_nnz: int = 20_000_000,
     progress: bool = True,
@@ -314,7 +310,7 @@ def read_genes(
         An Allen-style CSR h5ad.
     genes
         Identifiers (``var`` index) or, with ``gene_column="gene_symbol"``, symbols.
-    normalize
+    normalization
         None, or ``"log2cpm"`` to turn raw counts into log2(count / total * 1e6 + 1) (each cell's
         total over all genes, from the index or from the pass).
     index
@@ -340,12 +336,9 @@ def read_genes(
     ----------
     Allen Institute ``abc_atlas_access`` ``get_gene_data`` (the streaming path it replaces).
     """
-    from .aggregate import NORMALIZATIONS
-
-    if normalize not in NORMALIZATIONS:
-        raise HmbaToolkitError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}")
+    normalization = check_normalization(normalization, "normalization")
     if isinstance(genes, str):
-        raise HmbaToolkitError("genes must be a list, not one string")
+        raise ParameterTypeError("genes must be a list, not one string")
     path = Path(path)
     csr = open_csr(path, layer)
     obs_names = read_h5ad_obs_names(path)
@@ -353,14 +346,12 @@ def read_genes(
     out = np.zeros((csr.n_obs, len(cols)), dtype=np.float32)
     gi = _usable_index(path, layer, index)
     if gi is not None:
-        scale = None
-        if normalize == "log2cpm":
-            t = np.asarray(gi.cell_totals)
-            scale = np.divide(1e6, t, out=np.zeros_like(t), where=t > 0)
+        totals = np.asarray(gi.cell_totals, dtype=np.float64) if normalization == LOG2CPM else None
         for k, j in enumerate(cols):
             c, v = gi.column(int(j))
+            c = c.astype(np.int64)
             v = v.astype(np.float64)
-            out[c.astype(np.int64), k] = np.log2(v * scale[c] + 1) if scale is not None else v
+            out[c, k] = log2_per_total(v, totals[c], CPM) if totals is not None else v
         source = "gene_index"
     else:
         col_map = np.full(csr.n_var, -1, dtype=np.int64)
@@ -372,8 +363,8 @@ def read_genes(
                 if hit.size:
                     rows = np.searchsorted(ptr, hit, side="right") - 1
                     v = data[hit].astype(np.float64)
-                    if normalize == "log2cpm":
-                        v = np.log2(v * 1e6 / _row_sums(data, ptr)[rows] + 1)
+                    if normalization == LOG2CPM:
+                        v = log2_per_total(v, row_totals(data, ptr)[rows], CPM)
                     out[a + rows, col_map[indices[hit]]] = v
                 bar.update(int(ptr[-1]))
         source = "stream"
@@ -403,7 +394,7 @@ def _usable_index(path: Path, layer, index) -> GeneIndex | None:
     if not gi.matches(path):
         msg = f"{where} was built from another version of {path.name}; rebuild it with build_gene_index(..., overwrite=True)"
         if index == "auto":
-            warnings.warn(msg + "; reading by a full pass instead", stacklevel=3)
+            warn(msg + "; reading by a full pass instead")
             return None
         raise DataFormatError(msg)
     return gi

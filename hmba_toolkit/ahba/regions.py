@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import HmbaToolkitError
-from ._result import bh_adjust, tidy
+from ..errors import ParameterError
+from .._stats import bh_adjust
+from ..de._result import tidy
 
 __all__ = ["region_groups"]
 
@@ -34,7 +35,7 @@ def _resolve(names: Sequence[int | str], info: pd.DataFrame) -> set[int]:
             continue
         hit = info.index[info["label"] == n]
         if len(hit) == 0:
-            raise HmbaToolkitError(f"region {n!r} is neither an atlas id nor a label; labels: {sorted(set(info['label']))[:10]}...")
+            raise ParameterError(f"region {n!r} is neither an atlas id nor a label; labels: {sorted(set(info['label']))[:10]}...")
         ids.update(int(i) for i in hit)
     return ids
 
@@ -62,14 +63,15 @@ def region_groups(result, group: Sequence[int | str], reference: Sequence[int | 
 
     Examples
     --------
+    >>> # not run: needs the processed AHBA regions (~10 s); notebook 08 runs it
     >>> region_groups(res, ["caudate", "putamen"], ["pallidum"])  # doctest: +SKIP
     """
-    from ..ahba.samples import desikan_killiany
+    from .samples import desikan_killiany
 
     info = (atlas or desikan_killiany()).info
     g_ids, r_ids = _resolve(group, info), _resolve(reference, info)
     if g_ids & r_ids:
-        raise HmbaToolkitError(f"group and reference share regions {sorted(g_ids & r_ids)}")
+        raise ParameterError(f"group and reference share regions {sorted(g_ids & r_ids)}")
     ys, xs, donors = [], [], []
     for k, e in result.sample_expression.items():
         lab = result.samples[k]["label"].to_numpy()
@@ -80,7 +82,7 @@ def region_groups(result, group: Sequence[int | str], reference: Sequence[int | 
     y = pd.concat(ys)
     x = np.concatenate(xs)
     if x.sum() < 2 or (1 - x).sum() < 2:
-        raise HmbaToolkitError(f"need at least 2 samples on each side; got {int(x.sum())} in group, {int((1 - x).sum())} in reference")
+        raise ParameterError(f"need at least 2 samples on each side; got {int(x.sum())} in group, {int((1 - x).sum())} in reference")
     dummies = pd.get_dummies(pd.Series(donors), drop_first=True).to_numpy(float)
     design = np.column_stack([np.ones(len(x)), dummies, x])
     keep = y.notna().all(axis=0).to_numpy()
@@ -88,7 +90,7 @@ def region_groups(result, group: Sequence[int | str], reference: Sequence[int | 
     beta, _, rank, _ = np.linalg.lstsq(design, Y, rcond=None)
     df = len(x) - rank
     if df < 1:
-        raise HmbaToolkitError("no residual degrees of freedom: too few samples for the donor covariate")
+        raise ParameterError("no residual degrees of freedom: too few samples for the donor covariate")
     resid = Y - design @ beta
     s2 = (resid**2).sum(axis=0) / df
     cov = np.linalg.pinv(design.T @ design)[-1, -1]

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-import numba
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError, HmbaToolkitError
+from ..errors import DataFormatError, ParameterError
 from ..io.h5ad import open_h5ad
 
 
@@ -57,7 +56,7 @@ def row_blocks(indptr: np.ndarray, chunk_nnz: int, start: int = 0, stop: int | N
     A single row with more values than ``chunk_nnz`` forms its own block.
     """
     if chunk_nnz < 1:
-        raise HmbaToolkitError(f"chunk_nnz must be >= 1, got {chunk_nnz}")
+        raise ParameterError(f"chunk_nnz must be >= 1, got {chunk_nnz}")
     stop = len(indptr) - 1 if stop is None else stop
     blocks, a = [], start
     while a < stop:
@@ -76,20 +75,6 @@ def iter_blocks(csr: CsrFile, blocks) -> Iterator[tuple[int, int, np.ndarray, np
         for a, b in blocks:
             lo, hi = int(csr.indptr[a]), int(csr.indptr[b])
             yield a, b, data_ds[lo:hi], idx_ds[lo:hi].astype(np.int64, copy=False), csr.indptr[a:b + 1] - lo
-
-
-@numba.njit(cache=True, nogil=True)
-def row_scale_log2cpm(data: np.ndarray, ptr: np.ndarray) -> np.ndarray:
-    """Per-row factor 1e6 / total counts (0 for empty rows): log2 CPM is log2(x * factor + 1)."""
-    n = ptr.size - 1
-    out = np.zeros(n)
-    for r in range(n):
-        s = 0.0
-        for k in range(ptr[r], ptr[r + 1]):
-            s += data[k]
-        if s > 0:
-            out[r] = 1e6 / s
-    return out
 
 
 def describe(path: str | os.PathLike, layer: str | None = None) -> pd.Series:

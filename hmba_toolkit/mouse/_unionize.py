@@ -17,20 +17,22 @@ hemisphere 1 = left, 2 = right, 3 = both).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import DataFormatError, HmbaToolkitError
+from .._compat import LegacyTuple, warn_renamed
+from ..errors import DataFormatError, ParameterError, ParameterTypeError
 from ..io.ontology import StructureTree
 from .atlas import hemisphere_mask, load_annotation, load_ontology
 
 if TYPE_CHECKING:
     from .store import GridStore
 
-__all__ = ["structure_membership", "unionize", "unionize_genes"]
+__all__ = ["StructureMembership", "structure_membership", "unionize", "unionize_genes"]
 
 _INFO_COLUMNS = ["structure_id", "acronym", "name", "depth", "graph_order", "color_hex_triplet"]
 
@@ -43,13 +45,26 @@ def _reference(annotation, ontology) -> tuple[np.ndarray, StructureTree]:
     return annotation, ontology
 
 
+@dataclass(frozen=True, repr=False)
+class StructureMembership(LegacyTuple):
+    """Structures of the 200 um reference and their voxels (:func:`structure_membership`)."""
+
+    info: pd.DataFrame
+    membership: sp.csr_matrix
+    voxels: np.ndarray
+    _legacy_fields = ("info", "membership", "voxels")
+
+    def __repr__(self) -> str:
+        return f"StructureMembership({len(self.info)} structures x {self.voxels.size} voxels)"
+
+
 def structure_membership(
     annotation: np.ndarray | None = None,
     ontology: StructureTree | None = None,
     *,
     structures: Sequence[int | str] | None = None,
     hemisphere: str = "both",
-) -> tuple[pd.DataFrame, sp.csr_matrix, np.ndarray]:
+) -> StructureMembership:
     """The subtree-pooling matrix: which annotated voxels belong to which structure.
 
     Parameters
@@ -64,6 +79,9 @@ def structure_membership(
 
     Returns
     -------
+    StructureMembership
+        Three attributes:
+
     info : pandas.DataFrame
         One row per structure in ontology (``graph_order``) order: ``structure_id, acronym,
         name, depth, graph_order, color_hex_triplet, n_voxels`` (annotated voxels of the subtree).
@@ -74,8 +92,8 @@ def structure_membership(
 
     Examples
     --------
-    >>> info, m, vox = structure_membership(structures=["STR", "CP"])
-    >>> info["n_voxels"].tolist(), m.shape
+    >>> sm = structure_membership(structures=["STR", "CP"])
+    >>> sm.info["n_voxels"].tolist(), sm.membership.shape
     ([5165, 3012], (2, 62529))
     """
     annotation, ontology = _reference(annotation, ontology)
@@ -111,11 +129,11 @@ def structure_membership(
         wanted = [ontology.id_of(s) for s in structures]
         absent = [s for s, w in zip(structures, wanted) if w not in row_of]
         if absent:
-            raise HmbaToolkitError(f"structures {absent} have no annotated voxels in the {hemisphere!r} hemisphere(s)")
+            raise ParameterError(f"structures {absent} have no annotated voxels in the {hemisphere!r} hemisphere(s)")
         keep = np.array([row_of[w] for w in wanted])
     else:
         keep = np.argsort(info["graph_order"].to_numpy(), kind="stable")
-    return info.iloc[keep].reset_index(drop=True), membership[keep], voxels
+    return StructureMembership(info=info.iloc[keep].reset_index(drop=True), membership=membership[keep], voxels=voxels)
 
 
 def unionize(
@@ -149,6 +167,7 @@ def unionize(
     Examples
     --------
     >>> from hmba_toolkit.io import read_ish_grid
+    >>> # not run: a user's unpacked Allen download; read_gene_ish_grid gives the demo twin (see unionize_genes)
     >>> grid = read_ish_grid("Pdyn_P56_coronal_71717084_200um/energy.mhd")  # doctest: +SKIP
     >>> unionize(grid, structures=["CP", "Isocortex"])[["acronym", "mean"]]  # doctest: +SKIP
 
@@ -160,7 +179,8 @@ def unionize(
     grid = np.asarray(grid)
     if grid.shape != annotation.shape:
         raise DataFormatError(f"grid has shape {grid.shape}, the annotation {annotation.shape}")
-    info, membership, voxels = structure_membership(annotation, ontology, structures=structures, hemisphere=hemisphere)
+    sm = structure_membership(annotation, ontology, structures=structures, hemisphere=hemisphere)
+    info, membership, voxels = sm.info, sm.membership, sm.voxels
     values = grid.ravel()[voxels].astype(np.float64)
     valid = ~np.isnan(values)
     n_valid = membership @ valid.astype(np.float64)
@@ -181,7 +201,7 @@ def _chunks(grids, voxels: np.ndarray, chunk_size: int):
         yield from grids.iter_voxel_chunks(voxels, chunk_size)
         return
     if not isinstance(grids, Mapping):
-        raise HmbaToolkitError(f"grids must be a {{label: grid}} mapping or a GridStore, not {type(grids).__name__}")
+        raise ParameterTypeError(f"grids must be a {{label: grid}} mapping or a GridStore, not {type(grids).__name__}")
     items = list(grids.items())
     for start in range(0, len(items), chunk_size):
         part = items[start:start + chunk_size]
@@ -197,8 +217,9 @@ def unionize_genes(
     hemisphere: str = "both",
     min_valid: int = 1,
     chunk_size: int = 512,
+    value: str = "mean",
     return_counts: bool = False,
-) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+) -> pd.DataFrame:
     """Structure x gene table of subtree means for many grids at once.
 
     Parameters
@@ -212,8 +233,11 @@ def unionize_genes(
         Structures with fewer voxels with data than this get NaN for that grid.
     chunk_size
         Grids summarised per sparse product (memory ~ ``chunk_size`` x 62,529 x 4 bytes).
+    value
+        What the table holds: ``"mean"`` (subtree mean of the voxels with data) or ``"n_valid"`` (how many
+        voxels with data each mean pools).
     return_counts
-        Also return the matching table of ``n_valid``.
+        Deprecated (a flag that switched the return type to a tuple): use ``value="n_valid"``.
 
     Returns
     -------
@@ -222,22 +246,33 @@ def unionize_genes(
 
     Examples
     --------
-    >>> table = unionize_genes({"Pdyn": pdyn, "Nrp1": nrp1}, structures=["CP", "CB"])  # doctest: +SKIP
+    >>> from hmba_toolkit.datasets import fetch_demo_mouse_ish
+    >>> from hmba_toolkit.io import read_gene_ish_grid
+    >>> root = fetch_demo_mouse_ish()
+    >>> grids = {gene: read_gene_ish_grid(root, gene) for gene in ["Pdyn", "Nrp1"]}
+    >>> table = unionize_genes(grids, structures=["CP", "CB"])
+    >>> table.shape, bool(table.loc["CP", "Pdyn"] > table.loc["CB", "Pdyn"])
+    ((2, 2), True)
 
     References
     ----------
     Allen Mouse Brain Atlas API, "Quantified data by structures" (StructureUnionize).
     """
     if min_valid < 1:
-        raise HmbaToolkitError(f"min_valid must be >= 1, got {min_valid}")
+        raise ParameterError(f"min_valid must be >= 1, got {min_valid}")
+    if value not in ("mean", "n_valid"):
+        raise ParameterError(f"value must be 'mean' or 'n_valid', not {value!r}")
+    if return_counts:
+        warn_renamed("unionize_genes(return_counts=True)", "unionize_genes(value='n_valid')", "hmba_toolkit.mouse")
     if chunk_size < 1:
-        raise HmbaToolkitError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise ParameterError(f"chunk_size must be >= 1, got {chunk_size}")
     annotation, ontology = _reference(annotation, ontology)
     shapes = {tuple(np.shape(g)) for g in grids.values()} if isinstance(grids, Mapping) else {tuple(grids.shape)}
     bad = shapes - {annotation.shape}
     if bad:
         raise DataFormatError(f"grids have shape(s) {sorted(bad)}, the annotation {annotation.shape}")
-    info, membership, voxels = structure_membership(annotation, ontology, structures=structures, hemisphere=hemisphere)
+    sm = structure_membership(annotation, ontology, structures=structures, hemisphere=hemisphere)
+    info, membership, voxels = sm.info, sm.membership, sm.voxels
     # CSC times the chunk's transpose (a free F-ordered view) runs ~3x faster than CSR here
     membership = membership.tocsc()
     labels_all, means, counts = [], [], []
@@ -251,6 +286,8 @@ def unionize_genes(
         labels_all += list(labels)
     index = pd.Index(info["acronym"], name="acronym")
     mean_table = pd.DataFrame(np.hstack(means) if means else np.empty((len(info), 0)), index=index, columns=pd.Index(labels_all, name="grid"))
-    if not return_counts:
-        return mean_table
-    return mean_table, pd.DataFrame(np.hstack(counts) if counts else np.empty((len(info), 0), dtype=np.int64), index=index, columns=mean_table.columns)
+    count_table = pd.DataFrame(np.hstack(counts) if counts else np.empty((len(info), 0), dtype=np.int64), index=index,
+                               columns=mean_table.columns)
+    if return_counts:
+        return mean_table, count_table
+    return mean_table if value == "mean" else count_table
