@@ -335,9 +335,14 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
 
     Examples
     --------
-    >>> # not run: needs the processed AHBA regions (hmba_toolkit.ahba.process, ~10 s); notebook 09 runs it
-    >>> fit = fit_distance_decay(cge(expr), atlas.centroids)  # doctest: +SKIP
-    >>> fit.params["lambda"]  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> xy = rng.random((40, 2)) * 100  # region centroids, mm
+    >>> D = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1))
+    >>> field = np.linalg.cholesky(np.exp(-D / 30) + 1e-9 * np.eye(40)) @ rng.standard_normal((40, 200))
+    >>> expr = pd.DataFrame(field + 0.5 * rng.standard_normal((40, 200)))  # 200 genes smooth in space
+    >>> fit = fit_distance_decay(cge(expr), xy)
+    >>> bool(fit.params["A"] > 0 and fit.r2 > 0.3), fit.residuals.shape
+    (True, (40, 40))
 
     References
     ----------

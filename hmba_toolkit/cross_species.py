@@ -120,8 +120,12 @@ def variable_genes(profiles: dict[str, pd.DataFrame], n: int = 2000, groups: Seq
 
     Examples
     --------
-    >>> # not run: needs the profiles of group_profiles' example (one aggregation pass); notebook 11 runs it
-    >>> genes = variable_genes(profiles, n=500)  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> base = pd.DataFrame(rng.standard_normal((5, 30)) * np.r_[np.full(10, 3.0), np.full(20, 0.1)],
+    ...                     index=list("ABCDE"), columns=[f"g{i}" for i in range(30)])
+    >>> profiles = {s: base + 0.05 * rng.standard_normal(base.shape) for s in ("Human", "Macaque")}
+    >>> sorted(variable_genes(profiles, n=10)) == sorted(f"g{i}" for i in range(10))
+    True
     """
     shared = groups if groups is not None else sorted(set.intersection(*(set(t.index) for t in profiles.values())))
     if len(shared) < 3:
@@ -195,9 +199,12 @@ def match_groups(correlation: pd.DataFrame, *, n_permutations: int = 1000, seed:
 
     Examples
     --------
-    >>> # not run: needs the profiles of group_profiles' example (one aggregation pass); notebook 11 runs it
-    >>> res = match_groups(profile_correlation(profiles["Human"], profiles["Macaque"], genes))  # doctest: +SKIP
-    >>> res.attrs["accuracy"], res.attrs["pvalue"]  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> human = pd.DataFrame(rng.standard_normal((6, 50)), index=list("ABCDEF"))
+    >>> macaque = human + 0.3 * rng.standard_normal(human.shape)
+    >>> res = match_groups(profile_correlation(human, macaque), n_permutations=999)
+    >>> res.attrs["accuracy"], res.attrs["pvalue"]
+    (1.0, 0.002)
 
     References
     ----------
@@ -247,8 +254,9 @@ def marker_ranks(profiles: dict[str, pd.DataFrame], markers: dict[str, Sequence[
 
     Examples
     --------
-    >>> # not run: needs the profiles of group_profiles' example (one aggregation pass); notebook 11 runs it
-    >>> marker_ranks(profiles, {"STRd D1 Matrix MSN": ["DRD1"]})  # doctest: +SKIP
+    >>> profiles = {"Human": pd.DataFrame({"DRD1": [9.0, 1.0, 2.0]}, index=["STRd D1 Matrix MSN", "Astrocyte", "OPC"])}
+    >>> marker_ranks(profiles, {"STRd D1 Matrix MSN": ["DRD1"]})["rank"].tolist()
+    [1]
     """
     rows = []
     for sp_name, table in sorted(profiles.items()):

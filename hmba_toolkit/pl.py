@@ -200,9 +200,13 @@ def ish_slices(
 
     Examples
     --------
-    >>> from hmba_toolkit import pl
-    >>> # not run: draws a figure from data of the examples above; the tutorials draw it
-    >>> pl.ish_slices(grid, at="CP", title="Pdyn")  # doctest: +SKIP
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from hmba_toolkit.datasets import fetch_demo_mouse_ish
+    >>> from hmba_toolkit.io import read_gene_ish_grid
+    >>> axes = ish_slices(read_gene_ish_grid(fetch_demo_mouse_ish(), "Pdyn"), at="CP", title="Pdyn")
+    >>> axes.shape
+    (3,)
     """
     from .mouse import SPACING_UM, load_annotation, load_ontology, relabel
 
@@ -269,9 +273,15 @@ def structure_heatmap(
 
     Examples
     --------
-    >>> from hmba_toolkit import mouse, pl
-    >>> # not run: draws a figure from data of the examples above; the tutorials draw it
-    >>> pl.structure_heatmap(mouse.unionize_genes(grids, structures=["CP", "ACB", "MOp", "CB"]))  # doctest: +SKIP
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from hmba_toolkit import mouse
+    >>> from hmba_toolkit.datasets import fetch_demo_mouse_ish
+    >>> from hmba_toolkit.io import read_gene_ish_grid
+    >>> grids = {g: read_gene_ish_grid(fetch_demo_mouse_ish(), g) for g in ["Pdyn", "Penk", "Nrp1"]}
+    >>> ax = structure_heatmap(mouse.unionize_genes(grids, structures=["CP", "ACB", "MOp", "CB"]))
+    >>> [t.get_text() for t in ax.get_xticklabels()]
+    ['Pdyn', 'Penk', 'Nrp1']
     """
     from .mouse import load_ontology
 
@@ -326,8 +336,14 @@ def group_correlation(
 
     Examples
     --------
-    >>> # not run: draws a figure from data of the examples above; the tutorials draw it
-    >>> pl.group_correlation(r, order=taxonomy_order, colors=group_colors, labels=("Human", "Macaque"))  # doctest: +SKIP
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> rng = np.random.default_rng(0)
+    >>> r = pd.DataFrame(rng.uniform(-1, 1, (3, 3)), index=list("ABC"), columns=list("ABC"))
+    >>> ax = group_correlation(r, order=list("ABC"), colors={"A": "#ff0000", "B": "#00ff00", "C": "#0000ff"},
+    ...                        labels=("Human", "Macaque"))
+    >>> ax.get_xlabel()
+    'Macaque Group'
     """
     order = list(order) if order is not None else sorted(set(correlation.index) | set(correlation.columns))
     rows = [g for g in order if g in correlation.index]

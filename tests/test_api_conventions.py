@@ -211,3 +211,19 @@ def test_skipped_docstring_examples_say_why():
                     missing.append(f"{path.relative_to(PACKAGE)}:{i + 1}")
     assert not missing, "skipped docstring examples without a '>>> # not run: <reason>' line:\n" + "\n".join(missing)
 
+
+
+def test_no_public_function_hides_a_module_of_the_same_name():
+    """``ahba.normalize`` (function) used to hide ``ahba/normalize.py`` (module): implementation modules are private."""
+    clashes = []
+    for info in pkgutil.walk_packages(hmba_toolkit.__path__, "hmba_toolkit."):
+        if not info.ispkg:
+            continue
+        package = importlib.import_module(info.name)
+        for sub in pkgutil.iter_modules(package.__path__):
+            if info.name == "hmba_toolkit" and sub.name in ("__main__",):
+                continue
+            obj = getattr(package, sub.name, None)
+            if obj is not None and not inspect.ismodule(obj):
+                clashes.append(f"{info.name}.{sub.name}")
+    assert not clashes, f"public names that hide a submodule: {clashes}"

@@ -131,7 +131,7 @@ def test_exact_dispersions_are_the_objective_minimum():
     """The bisection solver ends at the minimum of the objective (checked on a fine grid), boundaries included."""
     import sys
 
-    pb_module = sys.modules["hmba_toolkit.de.pseudobulk"]
+    pb_module = sys.modules["hmba_toolkit.de._pseudobulk"]
     rng = np.random.default_rng(3)
     n, genes = 12, 40
     X = np.column_stack([np.ones(n), np.repeat([0.0, 1.0], n // 2)])

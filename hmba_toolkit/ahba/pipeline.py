@@ -93,10 +93,10 @@ def process(
     Examples
     --------
     >>> from hmba_toolkit.datasets import fetch_demo_ahba
-    >>> from hmba_toolkit.io import read_ahba_donor
-    >>> donors = {p.name[-4:]: read_ahba_donor(p) for p in sorted(fetch_demo_ahba().iterdir())}
-    >>> # not run: processes six donors (~10 s); notebook 08 runs it
-    >>> res = process(donors)  # doctest: +SKIP
+    >>> from hmba_toolkit.io import read_ahba_donors
+    >>> res = process(read_ahba_donors(fetch_demo_ahba()))
+    >>> res.report["step"].iloc[-1], bool(res.expression.shape[1] == res.report["genes"].iloc[-1])
+    ('aggregate', True)
     """
     if not donors:
         raise ParameterError("process: no donors given")

@@ -190,8 +190,13 @@ def select_probes(
 
     Examples
     --------
-    >>> # not run: needs the six donors read in (~10 s); notebook 08 runs the whole pipeline
-    >>> selection = select_probes(donors, probes, "diff_stability")  # doctest: +SKIP
+    >>> from hmba_toolkit.datasets import fetch_demo_ahba
+    >>> from hmba_toolkit.io import read_ahba_donors
+    >>> donors = read_ahba_donors(fetch_demo_ahba())
+    >>> probes = filter_probes(donors, reannotate_probes(donors["9861"].probes))
+    >>> selection = select_probes(donors, probes, "diff_stability")
+    >>> sorted(selection.expression) == sorted(donors), selection.chosen.columns.tolist()
+    (True, ['donor', 'gene_symbol', 'probe_id'])
     """
     if method not in SELECTION_METHODS:
         raise ParameterError(f"method={method!r} is not one of {SELECTION_METHODS}")

@@ -63,8 +63,13 @@ def region_groups(result, group: Sequence[int | str], reference: Sequence[int | 
 
     Examples
     --------
-    >>> # not run: needs the processed AHBA regions (~10 s); notebook 08 runs it
-    >>> region_groups(res, ["caudate", "putamen"], ["pallidum"])  # doctest: +SKIP
+    >>> from hmba_toolkit.ahba import process
+    >>> from hmba_toolkit.datasets import fetch_demo_ahba
+    >>> from hmba_toolkit.io import read_ahba_donors
+    >>> res = process(read_ahba_donors(fetch_demo_ahba()))
+    >>> table = region_groups(res, ["caudate", "putamen"], ["pallidum"])
+    >>> {"PENK", "TAC1"} <= set(table.head(5)["gene"])  # striatal markers lead
+    True
     """
     from .samples import desikan_killiany
 

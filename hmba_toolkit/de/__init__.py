@@ -6,7 +6,7 @@ statistic, pvalue, padj, mean_in, mean_out, frac_in, frac_out``).
 
 from .._taxonomy import check_cross_species
 from ._result import RESULT_COLUMNS, bh_adjust
-from .pseudobulk import aggregate_counts, pseudobulk
+from ._pseudobulk import aggregate_counts, pseudobulk
 from ._wilcoxon import wilcoxon
 
 __all__ = ["RESULT_COLUMNS", "aggregate_counts", "bh_adjust", "check_cross_species", "pseudobulk", "wilcoxon"]

@@ -199,8 +199,11 @@ def prerank(
 
     Examples
     --------
-    >>> # not run: needs a DE table (DESeq2, ~10 s); notebook 05 runs it
-    >>> res = prerank(de.set_index("gene")["statistic"], go_biological_process(), seed=0)  # doctest: +SKIP
+    >>> ranking = pd.Series(np.linspace(3, -3, 100), index=[f"g{i}" for i in range(100)])  # e.g. DE statistics
+    >>> sets = {"top": [f"g{i}" for i in range(0, 40, 2)], "spread": [f"g{i}" for i in range(0, 100, 5)]}
+    >>> res = prerank(ranking, sets, n_permutations=999, seed=0, min_size=5)
+    >>> res[["term", "n_genes"]].values.tolist(), bool(res.set_index("term").at["top", "pvalue"] < 0.01)
+    ([['top', 20], ['spread', 20]], True)
     """
     if ranking.index.has_duplicates:
         raise ParameterError("ranking has duplicated gene names")

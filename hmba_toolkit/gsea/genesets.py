@@ -47,8 +47,11 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
 
     Examples
     --------
-    >>> # not run: a user's MSigDB file; tests/data holds the Hallmark GMT that the tests read
-    >>> sets = read_gmt("h.all.v7.0.symbols.gmt")  # doctest: +SKIP
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sets.gmt"  # e.g. MSigDB's h.all.v2024.1.Hs.symbols.gmt
+    >>> write_gmt({"MSN": ["DRD1", "PPP1R1B"]}, path)
+    >>> read_gmt(path)
+    {'MSN': ['DRD1', 'PPP1R1B']}
     """
     path = Path(path)
     raw = path.read_bytes()

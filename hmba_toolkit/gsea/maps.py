@@ -322,9 +322,15 @@ def map_enrichment(
     Examples
     --------
     >>> from hmba_toolkit import nulls, gsea
-    >>> # not run: needs the processed AHBA regions (~10 s); notebook 09 runs it
-    >>> surr = nulls.spatial_lag(brain_map, centroids, n=1000, seed=0)  # doctest: +SKIP
-    >>> gsea.map_enrichment(expr, brain_map, gsea.go_biological_process(), surrogates=surr)  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> centroids = rng.random((40, 3)) * 100  # regions x (x, y, z) mm
+    >>> brain_map = nulls.random_fields(centroids, 1, seed=1)[0]
+    >>> expr = pd.DataFrame(rng.standard_normal((40, 60)), columns=[f"g{i}" for i in range(60)])
+    >>> expr.iloc[:, :10] += 2 * brain_map[:, None]  # ten genes follow the map
+    >>> surr = nulls.spatial_lag(brain_map, centroids, n_permutations=200, seed=0)
+    >>> res = gsea.map_enrichment(expr, brain_map, {"follows": [f"g{i}" for i in range(10)]}, surrogates=surr, min_size=5)
+    >>> bool(res.at[0, "pvalue"] < 0.05)
+    True
 
     References
     ----------

@@ -93,7 +93,7 @@ class AbcCache:
 
     The real bucket (network needed):
 
-    >>> # not run: a local copy of the real bucket; AbcCache.from_demo() is the twin that runs
+    >>> # not run: a local copy of the real bucket (tens of GB); AbcCache.from_demo() is the twin that runs
     >>> cache = AbcCache("~/abc_atlas")  # doctest: +SKIP
     """
 

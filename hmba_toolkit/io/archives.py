@@ -158,10 +158,10 @@ def fetch_ahba(
 
     Examples
     --------
-    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() is the twin
+    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() / fetch_demo_brainspan() are the twins that run
     >>> folders = fetch_ahba("~/allen", donors=[9861, 10021])  # doctest: +SKIP
     >>> from hmba_toolkit.io import read_ahba_donor
-    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() is the twin
+    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() / fetch_demo_brainspan() are the twins that run
     >>> donor = read_ahba_donor(folders[9861])  # doctest: +SKIP
 
     References
@@ -196,7 +196,7 @@ def fetch_brainspan(
     Examples
     --------
     >>> from hmba_toolkit.io import read_brainspan
-    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() is the twin
+    >>> # not run: downloads from the Allen servers (network, GB); datasets.fetch_demo_ahba() / fetch_demo_brainspan() are the twins that run
     >>> bs = read_brainspan(fetch_brainspan("~/allen"))  # doctest: +SKIP
 
     References

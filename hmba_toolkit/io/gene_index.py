@@ -125,9 +125,14 @@ class GeneIndex:
 
     Examples
     --------
-    >>> # not run: an index of the real 1.7 M-cell human file; build_gene_index's example runs on the demo
-    >>> idx = GeneIndex.open(default_index_path("HMBA-10xMultiome-BG-Human-raw.h5ad"))  # doctest: +SKIP
-    >>> idx.column(1234)  # (cells, values) of gene 1234  # doctest: +SKIP
+    >>> import tempfile, pathlib
+    >>> from hmba_toolkit.io import AbcCache
+    >>> p = AbcCache.from_demo().get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
+    >>> out = build_gene_index(p, pathlib.Path(tempfile.mkdtemp()) / "aligned.index", progress=False)
+    >>> idx = GeneIndex.open(out)
+    >>> cells, values = idx.column(0)  # the cells with a count of gene 0, and the counts
+    >>> bool(idx.matches(p)), cells.size == values.size
+    (True, True)
     """
 
     def __init__(self, path: Path, meta: dict):

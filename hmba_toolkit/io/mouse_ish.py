@@ -98,9 +98,10 @@ def read_ish_grid(path: str | os.PathLike, volume: str = "energy") -> np.ndarray
 
     Examples
     --------
-    >>> # not run: a user's unpacked Allen download; read_gene_ish_grid's example runs on the demo
-    >>> grid = read_ish_grid("Nrp1_P56_coronal_74272479_200um/energy.mhd")  # doctest: +SKIP
-    >>> grid.shape  # doctest: +SKIP
+    >>> from hmba_toolkit.datasets import fetch_demo_mouse_ish
+    >>> zips = sorted((fetch_demo_mouse_ish() / "grids").glob("*.zip"))  # or an unpacked folder's energy.mhd
+    >>> grid = read_ish_grid(zips[0])
+    >>> grid.shape
     (67, 41, 58)
 
     References

@@ -33,12 +33,12 @@ class StructureTree:
 
     Examples
     --------
-    >>> # not run: a user's downloaded structure tree; hmba_toolkit.mouse.load_ontology() is the shipped twin
-    >>> tree = read_ontology("allen_structure_tree.csv")  # doctest: +SKIP
-    >>> tree.get("CP")["name"]  # doctest: +SKIP
+    >>> from importlib import resources
+    >>> path = resources.files("hmba_toolkit.datasets") / "data" / "allen_structure_tree.csv"  # the shipped copy
+    >>> tree = read_ontology(path)
+    >>> tree.get("CP")["name"]
     'Caudoputamen'
-    >>> # not run: a user's downloaded structure tree; hmba_toolkit.mouse.load_ontology() is the shipped twin
-    >>> 672 in tree.descendants("STR")  # doctest: +SKIP
+    >>> 672 in tree.descendants("STR")
     True
     """
 

@@ -166,10 +166,12 @@ def unionize(
 
     Examples
     --------
-    >>> from hmba_toolkit.io import read_ish_grid
-    >>> # not run: a user's unpacked Allen download; read_gene_ish_grid gives the demo twin (see unionize_genes)
-    >>> grid = read_ish_grid("Pdyn_P56_coronal_71717084_200um/energy.mhd")  # doctest: +SKIP
-    >>> unionize(grid, structures=["CP", "Isocortex"])[["acronym", "mean"]]  # doctest: +SKIP
+    >>> from hmba_toolkit.datasets import fetch_demo_mouse_ish
+    >>> from hmba_toolkit.io import read_gene_ish_grid
+    >>> grid = read_gene_ish_grid(fetch_demo_mouse_ish(), "Pdyn")
+    >>> table = unionize(grid, structures=["CP", "Isocortex"]).set_index("acronym")
+    >>> bool(table.at["CP", "mean"] > 10 * table.at["Isocortex", "mean"])
+    True
 
     References
     ----------

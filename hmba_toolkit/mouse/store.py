@@ -70,9 +70,15 @@ class GridStore:
 
     Examples
     --------
-    >>> # not run: builds or downloads a store of thousands of grids (network, GB); notebook 10 runs the demo twin
-    >>> store = GridStore.open("mouse_energy.store")  # doctest: +SKIP
-    >>> store.grid("Pdyn").shape  # doctest: +SKIP
+    >>> import tempfile, pathlib
+    >>> import pandas as pd
+    >>> from hmba_toolkit.datasets import fetch_demo_mouse_ish
+    >>> root = fetch_demo_mouse_ish()  # section_data_sets.csv + grids/<id>.zip, as downloaded
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "mouse_energy.store"
+    >>> pack_grids(root / "grids", path, pd.read_csv(root / "section_data_sets.csv"))
+    GridStore(...)
+    >>> store = GridStore.open(path)
+    >>> store.grid("Pdyn").shape
     (67, 41, 58)
     """
 

@@ -210,8 +210,18 @@ def pseudobulk(
 
     Examples
     --------
-    >>> # not run: fits DESeq2 (~10 s); notebook 04 runs it on the demo
-    >>> res = pseudobulk(raw, "Group", reference="STRd D2 Matrix MSN", groups=["STRd D1 Matrix MSN"])  # doctest: +SKIP
+    >>> from hmba_toolkit.io import AbcCache
+    >>> cache = AbcCache.from_demo()
+    >>> cells = cache.cell_table("HMBA-10xMultiome-BG-Aligned")
+    >>> msn = cells.index[cells["Group"].isin(["STRd D1 Matrix MSN", "STRd D2 Matrix MSN"])]
+    >>> raw = cache.read_expression("HMBA-10xMultiome-BG-Aligned", cells=msn, normalization="raw",
+    ...                             obs=["Group", "donor_label", "species_genus"])
+    >>> res = pseudobulk(raw, "Group", reference="STRd D2 Matrix MSN", groups=["STRd D1 Matrix MSN"], min_cells=5)
+    >>> res.attrs["design"]
+    {'STRd D1 Matrix MSN': '~replicate + condition'}
+    >>> r = res.set_index("gene")
+    >>> bool(r.at["DRD1", "log2_fold_change"] > 2 and r.at["DRD1", "padj"] < 0.05)
+    True
     """
     for col in (groupby, replicate):
         if col not in adata.obs:
