@@ -120,7 +120,7 @@ class BucketServer:
 
 
 class AllenApiServer:
-    """A local stand-in for ``api.brain-map.org``: RMA SectionDataSet queries and grid zips.
+    """A local stand-in for ``api.brain-map.org``: RMA SectionDataSet and StructureUnionize queries, grid zips.
 
     ``records`` are SectionDataSet records in the API's JSON shape (``id, failed,
     plane_of_section_id, genes: [{acronym, entrez_id, ...}], plane_of_section: {id, name}``);
@@ -129,15 +129,22 @@ class AllenApiServer:
     ``/grid_data/download/<id>``. Faults: ``statuses[id]`` = HTTP statuses to answer before
     serving (e.g. [503, 503]); ``cut_after[id]`` = bytes sent before dropping (once);
     ``corrupt_once`` = ids served with a flipped byte once; ids absent from ``zips`` get 404.
-    ``max_active`` records the peak number of concurrent grid requests.
+    ``max_active`` records the peak number of concurrent grid requests. ``unionizes`` maps SectionDataSet id
+    -> StructureUnionize records answered to ``model::StructureUnionize`` queries page by page (honouring
+    ``start_row``/``num_rows``); ``unionize_statuses`` and ``unionize_cut`` inject throttling and cut pages.
     """
 
-    def __init__(self, records: list[dict], zips: dict[int, bytes], *, delay: float = 0.0):
+    def __init__(self, records: list[dict], zips: dict[int, bytes], *, delay: float = 0.0,
+                 unionizes: dict[int, list[dict]] | None = None):
         import json
         import re
 
         self.records = records
         self.zips = zips
+        self.unionizes = unionizes or {}
+        self.unionize_statuses: dict[int, list[int]] = {}  # SectionDataSet id -> statuses to answer first (each page)
+        self.unionize_cut: dict[int, int] = {}  # SectionDataSet id -> bytes of a page sent before dropping (once)
+        self.unionize_requests: list[tuple[int, int]] = []  # (SectionDataSet id, start_row)
         self.statuses: dict[int, list[int]] = {}
         self.cut_after: dict[int, int] = {}
         self.corrupt_once: set[int] = set()
@@ -161,6 +168,8 @@ class AllenApiServer:
                 if url.path == "/api/v2/data/query.json":
                     crit = urllib.parse.unquote(urllib.parse.parse_qs(url.query)["criteria"][0])
                     server.queries.append(crit)
+                    if crit.startswith("model::StructureUnionize"):
+                        return self._unionizes(crit)
                     gene = re.search(r"genes\[acronym\$eq'([^']+)'\]", crit)
                     plane = re.search(r"plane_of_section\[name\$eq'([^']+)'\]", crit)
                     start = int(re.search(r"start_row\$eq(\d+)", crit).group(1))
@@ -173,6 +182,25 @@ class AllenApiServer:
                             "total_rows": len(hits), "msg": hits[start:start + num]}
                     return self._send(200, json.dumps(body).encode(), "application/json")
                 return self._send(404, b"not found")
+
+            def _unionizes(self, crit: str):
+                sds = int(re.search(r"\[section_data_set_id\$eq(\d+)\]", crit).group(1))
+                start = int(re.search(r"start_row\$eq(\d+)", crit).group(1))
+                num = int(re.search(r"num_rows\$eq(\d+)", crit).group(1))
+                server.unionize_requests.append((sds, start))
+                queued = server.unionize_statuses.get(sds)
+                if queued:
+                    status = queued.pop(0)
+                    self.send_response(status)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "4")
+                    self.end_headers()
+                    return self.wfile.write(b"busy")
+                rows = server.unionizes.get(sds, [])
+                body = {"success": True, "id": 0, "start_row": start, "num_rows": len(rows[start:start + num]),
+                        "total_rows": len(rows), "msg": rows[start:start + num]}
+                return _serve(self, json.dumps(body).encode(), cut=server.unionize_cut.pop(sds, None),
+                              headers={"Content-Type": "application/json"})
 
             def _grid(self, sds: int):
                 with lock:

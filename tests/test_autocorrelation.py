@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from hmba_toolkit import autocorrelation as ac
 from hmba_toolkit.errors import HmbaToolkitError

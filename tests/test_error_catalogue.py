@@ -17,8 +17,8 @@ import scipy.sparse as sp
 
 from hmba_toolkit import coexpression, cross_species, de, gsea, mouse, normalize, nulls, stream, weights
 from hmba_toolkit.errors import DataFormatError, DownloadError, HmbaToolkitError, ManifestError, NotFoundError
-from hmba_toolkit.io import (AbcCache, age_in_years, download_file, read_ahba_donor, read_brainspan, read_genes,
-                             read_h5ad_subset, read_ish_grid, read_ontology)
+from hmba_toolkit.io import (AbcCache, age_in_years, download_file, fetch_bytes, read_ahba_donor, read_brainspan,
+                             read_gene_ish_grids, read_genes, read_h5ad_subset, read_ish_grid, read_ontology, write_ish_grid)
 from hmba_toolkit.io.manifest import safe_relative_path
 from hmba_toolkit.datasets import fetch_demo_ahba, fetch_demo_brainspan
 from hmba_toolkit.mouse import GridStore
@@ -119,6 +119,16 @@ def _cases(files):
         ("unknown hemisphere", lambda: mouse.unionize(grid, hemisphere="middle"), HmbaToolkitError, r"hemisphere must be one of"),
         ("unknown structure", lambda: mouse.unionize(grid, structures=["CPX"]), NotFoundError, r"no structure 'CPX'"),
         ("not a grid store", lambda: GridStore.open(d), DataFormatError, r"not a grid store"),
+        ("StructureUnionize answer that is a GMT file", lambda: mouse.read_structure_unionizes(_write(d / "answer.json", "SET\tdesc\tA\n")),
+         DataFormatError, r"answer\.json: not valid JSON"),
+        ("StructureUnionize answer of another model", lambda: mouse.read_structure_unionizes('{"success": true, "msg": [{"id": 1, "acronym": "Pdyn"}]}'),
+         DataFormatError, r"neither 'structure_id' and 'section_data_set_id' nor 'structure_unionizes'"),
+        ("unionize records: unknown plane", lambda: mouse.structure_unionizes(["Pdyn"], plane="axial"), HmbaToolkitError, r"plane must be"),
+        ("unionize comparison of a list", lambda: mouse.compare_unionizes([1, 2], {}), TypeError, r"records must be a DataFrame"),
+        ("grid volumes as one string", lambda: read_gene_ish_grids(d, "Pdyn", volumes="density"), TypeError, r"not the string 'density'"),
+        ("several volumes into one .mhd", lambda: write_ish_grid(d / "two.mhd", {"energy": grid, "density": grid}), HmbaToolkitError,
+         r"two\.mhd: several volumes need a \.zip"),
+        ("fetch with no attempt", lambda: fetch_bytes("https://api.brain-map.org/", max_attempts=0), HmbaToolkitError, r"max_attempts must be >= 1"),
         ("ontology without parents", lambda: read_ontology(_write(d / "onto.csv", "id,acronym,name\n1,A,a\n")), DataFormatError,
          r"onto\.csv.*lacks columns \['parent_structure_id'\]"),
         # -- AHBA and BrainSpan ------------------------------------------------------------------------
@@ -179,7 +189,7 @@ def test_the_catalogue_is_large(files):
     assert len(_cases(files)) >= 40
 
 
-@pytest.mark.parametrize("k", range(52))
+@pytest.mark.parametrize("k", range(59))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

@@ -108,10 +108,13 @@ def fetch_demo_mouse_ish() -> Path:
 
     Holds ``P56_Mouse_gridAnnotation/gridAnnotation.{mhd,raw}`` (real), ``structure_tree.csv``
     (real), ``section_data_sets.csv`` (real gene / SectionDataSet ids, coronal) and
-    ``grids/<SectionDataSet id>.zip`` as returned by the Allen grid API (simulated energies).
-    Ground truth in ``../ground_truth/``.
+    ``grids/<SectionDataSet id>.zip`` as returned by the Allen grid API (simulated energies; the striatal
+    genes' and five other experiments also hold density and intensity grids), and
+    ``structure_unionizes/<id>.json`` (plus ``71717084.xml``): Allen-format StructureUnionize answers of those
+    experiments, consistent with their grids. Ground truth in ``../ground_truth/``.
     """
-    return _materialize("mouse_ish", ("datasets/_mouse_demo.py", "io/mouse_ish.py", "io/ontology.py", "mouse/atlas.py"), _build_mouse) / "mouse_ish"
+    return _materialize("mouse_ish", ("datasets/_mouse_demo.py", "io/mouse_ish.py", "io/ontology.py", "mouse/atlas.py",
+                                      "mouse/_unionize.py"), _build_mouse) / "mouse_ish"
 
 
 def _build_ahba(tmp: Path) -> None:

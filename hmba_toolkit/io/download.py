@@ -21,7 +21,7 @@ import requests
 from tqdm import tqdm
 
 from .._files import file_lock, md5sum
-from ..errors import DownloadError, IntegrityError, OfflineError
+from ..errors import DownloadError, IntegrityError, OfflineError, ParameterError
 
 __all__ = ["download_file", "fetch_bytes", "list_bucket_prefixes", "partial_path", "check_url", "ALLOW_HTTP_ENV"]
 
@@ -75,28 +75,71 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def fetch_bytes(url: str, *, timeout: float = 30.0, session: requests.Session | None = None) -> bytes:
-    """GET a small resource (a manifest, a listing) and return its body.
+def fetch_bytes(url: str, *, timeout: float = 30.0, session: requests.Session | None = None, max_attempts: int = 4,
+                backoff: float = 0.5) -> bytes:
+    """GET a small resource (a manifest, a listing, an API answer) and return its body.
+
+    Transient answers (HTTP 408, 429, 5xx) and connections cut mid-answer are retried with
+    exponential backoff (pause ``backoff * 2**(k-1)`` s before retry k, or the server's
+    ``Retry-After`` when it is shorter than 30 s), like :func:`download_file`.
 
     Raises
     ------
     OfflineError
-        When the host cannot be reached.
+        When no attempt reached the host (no byte came back).
     DownloadError
-        On an HTTP error status.
+        On an HTTP error status, or when every attempt failed after the server answered.
+
+    Examples
+    --------
+    >>> # not run: fetches from the network; tests/test_download_faults.py runs it against a loopback server
+    >>> fetch_bytes("https://api.brain-map.org/api/v2/data/query.json?criteria=model::Gene")[:11]  # doctest: +SKIP
+    b'{"success":'
     """
     check_url(url)
+    if max_attempts < 1:
+        raise ParameterError(f"max_attempts must be >= 1, got {max_attempts}")
     http = session or requests
-    try:
-        resp = http.get(url, timeout=timeout)
-    except _connection_errors() as exc:
+    reached = False
+    last_error: BaseException | None = None
+    pause = 0.0
+    for attempt in range(max_attempts):
+        if attempt and pause > 0:
+            time.sleep(pause)
+        pause = min(30.0, backoff * 2 ** attempt)
+        try:
+            resp = http.get(url, timeout=timeout)
+        except requests.exceptions.ConnectionError as exc:  # refused, DNS, connect timeout: nothing came back
+            last_error = exc
+            continue
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.Timeout) as exc:  # cut or stalled mid-answer
+            reached = True
+            last_error = exc
+            continue
+        reached = True
+        if resp.status_code in RETRY_STATUSES:
+            last_error = _Retryable(resp.status_code)
+            pause = _retry_after(resp, pause)
+            continue
+        if resp.status_code != 200:
+            raise DownloadError(f"GET {url} returned HTTP {resp.status_code}", status=resp.status_code)
+        return resp.content
+    if not reached:
         raise OfflineError(
-            f"cannot reach {url}: {exc.__class__.__name__}. Are you offline? "
+            f"cannot reach {url}: {last_error.__class__.__name__} ({max_attempts} attempts). Are you offline? "
             "Files already in the cache can still be read with AbcCache(root, base_url=None)."
-        ) from exc
-    if resp.status_code != 200:
-        raise DownloadError(f"GET {url} returned HTTP {resp.status_code}", status=resp.status_code)
-    return resp.content
+        ) from last_error
+    raise DownloadError(f"GET {url} failed after {max_attempts} attempts although the server answered ({last_error!r})",
+                        status=getattr(last_error, "status", None)) from last_error
+
+
+def _retry_after(resp, default: float) -> float:
+    """The server's ``Retry-After`` (seconds form) when it is shorter than 30 s, else ``default``."""
+    try:
+        value = float(resp.headers.get("Retry-After", ""))
+    except ValueError:
+        return default
+    return value if 0 <= value <= 30 else default
 
 
 def list_bucket_prefixes(base_url: str, prefix: str, *, timeout: float = 30.0) -> list[str]:

@@ -16,14 +16,18 @@ from __future__ import annotations
 import io as _io
 import os
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .._files import atomic_path
-from ..errors import DataFormatError, MissingFileError, NotFoundError, OutputExistsError
+from ..errors import DataFormatError, MissingFileError, NotFoundError, OutputExistsError, ParameterError, ParameterTypeError
 
-__all__ = ["read_mhd_header", "read_ish_grid", "read_gene_ish_grid", "write_ish_grid", "MET_TYPES"]
+__all__ = ["read_mhd_header", "read_ish_grid", "read_gene_ish_grid", "read_gene_ish_grids", "write_ish_grid", "MET_TYPES", "VOLUMES"]
+
+#: The grids of an ISH experiment: expression energy, density (fraction of expressing pixels) and intensity.
+VOLUMES = ("energy", "density", "intensity")
 
 #: MetaImage element types and their numpy dtypes (little-endian; byte order from the header).
 MET_TYPES = {
@@ -171,6 +175,30 @@ def read_gene_ish_grid(folder: str | os.PathLike, gene: str, *, volume: str = "e
     return read_ish_grid(folder / "grids" / f"{experiment if experiment is not None else ids[0]}.zip", volume=volume)
 
 
+def read_gene_ish_grids(folder: str | os.PathLike, gene: str, *, volumes: Sequence[str] = VOLUMES,
+                        experiment: int | None = None) -> dict[str, np.ndarray]:
+    """Several grids of one gene's experiment (energy, density, intensity) as ``{volume: grid}``.
+
+    The mapping goes straight into :func:`hmba_toolkit.mouse.unionize_genes`, which then summarises each
+    volume by structure (one column per volume). Folder layout and ``experiment`` as in
+    :func:`read_gene_ish_grid`; the experiment's zip must hold every volume asked for (the API's
+    ``?include=energy,density,intensity`` answer, :func:`hmba_toolkit.io.rma.download_grid` with ``volumes=``).
+
+    Examples
+    --------
+    >>> from hmba_toolkit.datasets import fetch_demo_mouse_ish
+    >>> grids = read_gene_ish_grids(fetch_demo_mouse_ish(), "Pdyn")
+    >>> sorted(grids), grids["density"].shape
+    (['density', 'energy', 'intensity'], (67, 41, 58))
+    """
+    if isinstance(volumes, str):
+        raise ParameterTypeError(f"volumes must be a list of volume names such as {list(VOLUMES)}, not the string {volumes!r}")
+    bad = [v for v in volumes if v not in VOLUMES]
+    if bad or not volumes:
+        raise ParameterError(f"volumes must be among {VOLUMES}, got {list(volumes)}")
+    return {v: read_gene_ish_grid(folder, gene, volume=v, experiment=experiment) for v in volumes}
+
+
 def _header_text(shape: tuple[int, ...], etype: str, data_file: str, spacing: float) -> str:
     return (
         "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
@@ -191,12 +219,14 @@ def _encode(array: np.ndarray) -> tuple[str, bytes]:
     return etype, data.transpose().astype(data.dtype.newbyteorder("<")).tobytes()
 
 
-def write_ish_grid(path: str | os.PathLike, array: np.ndarray, *, spacing: float = 200.0, data_set_xml: str | None = None,
-                   overwrite: bool = False) -> Path:
+def write_ish_grid(path: str | os.PathLike, array: np.ndarray | Mapping[str, np.ndarray], *, spacing: float = 200.0,
+                   data_set_xml: str | None = None, overwrite: bool = False) -> Path:
     """Write a grid as Allen does: ``.mhd`` + ``.raw``, or a download-style ``.zip``.
 
     ``array`` is indexed [x, y, z]; NaN is written as -1. A path ending in ``.zip`` writes
-    ``energy.mhd``, ``energy.raw`` (and ``data_set.xml`` when given) into one zip.
+    ``energy.mhd``, ``energy.raw`` (and ``data_set.xml`` when given) into one zip; ``array`` may then be a
+    ``{volume: grid}`` mapping (``energy``, ``density``, ``intensity``), as the API's
+    ``?include=energy,density,intensity`` answer holds them.
     Files appear atomically; an existing file is replaced only with ``overwrite=True``.
     """
     path = Path(path)
@@ -204,15 +234,20 @@ def write_ish_grid(path: str | os.PathLike, array: np.ndarray, *, spacing: float
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"{existing[0]} exists; pass overwrite=True to replace it")
-    etype, raw = _encode(array)
+    volumes = dict(array) if isinstance(array, Mapping) else {"energy": array}
+    bad = [v for v in volumes if v not in VOLUMES]
+    if bad or not volumes:
+        raise ParameterError(f"volumes must be among {VOLUMES}, got {list(volumes)}")
+    if isinstance(array, Mapping) and path.suffix != ".zip":
+        raise ParameterError(f"{path}: several volumes need a .zip path (a .mhd holds one grid)")
     if path.suffix == ".zip":
+        members: list[tuple[str, str | bytes | None]] = [("data_set.xml", data_set_xml)]
+        for volume, grid in volumes.items():
+            etype, raw = _encode(grid)
+            members += [(f"{volume}.mhd", _header_text(np.shape(grid), etype, f"{volume}.raw", spacing)), (f"{volume}.raw", raw)]
         buf = _io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, payload in (
-                ("data_set.xml", data_set_xml),
-                ("energy.mhd", _header_text(array.shape, etype, "energy.raw", spacing)),
-                ("energy.raw", raw),
-            ):
+            for name, payload in members:
                 if payload is None:
                     continue
                 info = zipfile.ZipInfo(name, date_time=(2010, 1, 1, 0, 0, 0))
@@ -221,6 +256,7 @@ def write_ish_grid(path: str | os.PathLike, array: np.ndarray, *, spacing: float
         with atomic_path(path) as tmp:
             tmp.write_bytes(buf.getvalue())
         return path
+    etype, raw = _encode(array)
     data_path = path.with_suffix(".raw")
     with atomic_path(data_path) as tmp:
         tmp.write_bytes(raw)

@@ -1,7 +1,8 @@
-"""Allen Brain Atlas API (RMA) query builder for mouse ISH experiments and grid downloads.
+"""Allen Brain Atlas API (RMA) client for mouse ISH experiments: listings, grid downloads, StructureUnionize records.
 
 Query grammar from the Allen API documentation ("RMA" model/criteria/include/options);
-grid download endpoint ``/grid_data/download/<SectionDataSet id>?include=energy``.
+grid download endpoint ``/grid_data/download/<SectionDataSet id>?include=energy``; structure summaries
+``model::StructureUnionize`` (one experiment's records, paged).
 
 Reference: Allen Brain Atlas API documentation, help.brain-map.org/display/api.
 """
@@ -17,13 +18,14 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from .._files import file_lock
-from ..errors import DataFormatError, DownloadError, IntegrityError, ParameterError
+from .._files import file_lock, write_text_atomic
+from ..errors import DataFormatError, DownloadError, IntegrityError, NotFoundError, ParameterError
 from .download import download_file, fetch_bytes
 
 __all__ = [
     "API_URL", "section_data_sets_query", "grid_download_url", "structure_graph_query", "query_section_data_sets",
     "list_section_data_sets", "download_grid", "check_grid_zip", "SECTION_DATA_SET_COLUMNS",
+    "STRUCTURE_UNIONIZE_FIELDS", "structure_unionizes_query", "download_structure_unionizes",
 ]
 
 #: Columns of :func:`list_section_data_sets` (and of the demo ``section_data_sets.csv``).
@@ -228,3 +230,116 @@ def _unpacked(archive: Path, volumes: tuple[str, ...]) -> Path:
     if not folder.is_dir():
         unpack_zip(archive, folder, [f"{v}.{ext}" for v in volumes for ext in ("mhd", "raw")])
     return folder
+
+
+# -- StructureUnionize records: Allen's per-structure expression summaries of one experiment --------------------
+
+#: Fields of an ISH StructureUnionize record (Allen API data model; abagen and cocoframer request the same list).
+STRUCTURE_UNIONIZE_FIELDS = (
+    "id", "section_data_set_id", "structure_id", "expression_density", "expression_energy",
+    "sum_expressing_pixel_intensity", "sum_expressing_pixels", "sum_pixel_intensity", "sum_pixels",
+    "voxel_energy_cv", "voxel_energy_mean",
+)
+
+
+def structure_unionizes_query(section_data_set_id: int, *, start_row: int = 0, num_rows: int = 2000,
+                              base_url: str = API_URL) -> str:
+    """URL of one page of an experiment's StructureUnionize records, each with its structure included.
+
+    Examples
+    --------
+    >>> url = structure_unionizes_query(71717084)
+    >>> "model::StructureUnionize" in url and "[section_data_set_id$eq71717084]" in url
+    True
+    """
+    crit = (f"model::StructureUnionize,rma::criteria,[section_data_set_id$eq{int(section_data_set_id)}],"
+            f"rma::include,structure,rma::options[num_rows$eq{int(num_rows)}][start_row$eq{int(start_row)}][order$eq'id']")
+    return f"{base_url.rstrip('/')}/api/v2/data/query.json?criteria={quote(crit, safe=_SAFE)}"
+
+
+def _answer_page(body: bytes, url: str) -> dict:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise DownloadError(f"{url}: the answer is not JSON ({exc}); a proxy or an outage page?") from exc
+    if not isinstance(doc, dict) or "msg" not in doc:
+        raise DownloadError(f"{url}: not an Allen API answer (no 'msg')")
+    if not doc.get("success", False):
+        raise DownloadError(f"{url}: the Allen API refused the query: {doc.get('msg')}")
+    if not isinstance(doc["msg"], list):
+        raise DownloadError(f"{url}: the answer's 'msg' is not a list of records: {str(doc['msg'])[:200]}")
+    return doc
+
+
+def _intact_unionize_answer(path: Path) -> bool:
+    """A cached answer is trusted only while it parses and holds the number of records it announces."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("msg"), list) and len(doc["msg"]) == doc.get("total_rows")
+
+
+def download_structure_unionizes(
+    section_data_set_id: int,
+    cache_dir: str | os.PathLike,
+    *,
+    base_url: str = API_URL,
+    page: int = 2000,
+    max_attempts: int = 5,
+    backoff: float = 0.5,
+    timeout: float = 60.0,
+) -> Path:
+    """Fetch every StructureUnionize record of one experiment into ``cache_dir/<id>.json`` (cached, atomic).
+
+    The records are requested ``page`` at a time (each page retried with backoff after throttling or a
+    cut connection) and saved as one answer in the API's own JSON shape (``success, start_row, num_rows,
+    total_rows, msg``), so :func:`hmba_toolkit.mouse.read_structure_unionizes` reads a cached file and a
+    saved answer alike. The file appears only once every page arrived and the pages agree on the total;
+    a cached file is reused without a request while it parses and holds ``total_rows`` records.
+
+    Raises
+    ------
+    NotFoundError
+        The API has no record for this id (not an ISH SectionDataSet, or a failed experiment).
+    DownloadError
+        A page failed after its retries, or the pages disagree (the records changed during the fetch).
+
+    Examples
+    --------
+    >>> # not run: calls the Allen API (network); tests/test_structure_unionize.py runs it against a loopback twin
+    >>> path = download_structure_unionizes(71717084, "~/.cache/hmba_toolkit/structure_unionizes")  # doctest: +SKIP
+    >>> path.name  # doctest: +SKIP
+    '71717084.json'
+    """
+    if page < 1:
+        raise ParameterError(f"page must be >= 1, got {page}")
+    cache_dir = Path(cache_dir).expanduser()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    final = cache_dir / f"{int(section_data_set_id)}.json"
+    if final.is_file() and _intact_unionize_answer(final):
+        return final
+    with file_lock(cache_dir / f".{final.name}.lock"):
+        if final.is_file() and _intact_unionize_answer(final):
+            return final
+        records: list[dict] = []
+        total = None
+        start = 0
+        while total is None or start < total:
+            url = structure_unionizes_query(section_data_set_id, start_row=start, num_rows=page, base_url=base_url)
+            doc = _answer_page(fetch_bytes(url, timeout=timeout, max_attempts=max_attempts, backoff=backoff), url)
+            announced = int(doc.get("total_rows", len(doc["msg"])))
+            if total is not None and announced != total:
+                raise DownloadError(f"SectionDataSet {section_data_set_id}: the API announced {total} records, then "
+                                    f"{announced}; the records changed during the fetch, nothing was saved")
+            total = announced
+            if not doc["msg"] and start < total:
+                raise DownloadError(f"{url}: an empty page at row {start} of {total}; nothing was saved")
+            records.extend(doc["msg"])
+            start += len(doc["msg"])
+        if total == 0:
+            raise NotFoundError(f"the Allen API has no StructureUnionize record for SectionDataSet {section_data_set_id} "
+                                f"({base_url}): not an ISH experiment id, or a failed experiment")
+        answer = {"success": True, "id": 0, "start_row": 0, "num_rows": len(records), "total_rows": len(records), "msg": records}
+        write_text_atomic(final, json.dumps(answer, separators=(",", ":")))
+    return final
