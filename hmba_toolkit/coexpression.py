@@ -111,10 +111,10 @@ def _select(names: pd.Index, genes: Sequence[str] | None, what: str) -> np.ndarr
     pos = pd.Index(names).get_indexer(genes)
     missing = [g for g, p in zip(genes, pos, strict=True) if p < 0]
     if missing:
-        import difflib
+        from ._names import did_you_mean
 
-        hint = {m: difflib.get_close_matches(m, list(map(str, names)), n=3) for m in missing[:5]}
-        raise ParameterError(f"genes not in the {what}: {missing[:10]}; closest known symbols: {hint}")
+        hint = did_you_mean(missing, names)
+        raise ParameterError(f"genes not in the {what}: {missing[:10]}" + (f" ({hint})" if hint else ""))
     if len(set(genes)) < len(genes):
         raise ParameterError("genes has duplicated symbols")
     return pos

@@ -11,7 +11,6 @@ Wolf FA, Angerer P, Theis FJ (2018) SCANPY. Genome Biol 19:15 (``get.obs_df``, t
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 import anndata as ad
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._names import closest_names
 from .errors import NotFoundError, ParameterError, ParameterTypeError
 
 __all__ = ["GENE_COLUMNS", "gene_positions", "obs_df"]
@@ -28,10 +28,8 @@ GENE_COLUMNS = ("gene_symbol", "gene_symbols", "feature_name", "gene_name")
 
 
 def _closest(name: str, choices: Sequence[str], n: int = 3) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
-    upper = [c for c in choices if isinstance(c, str) and c.upper() == name.upper() and c not in close]
-    close = upper + close
-    return f"; did you mean {', '.join(repr(c) for c in close[:n])}?" if close else ""
+    close = closest_names(name, choices, n=n)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def gene_positions(adata: ad.AnnData, genes: Sequence[str], gene_column: str | None = None) -> np.ndarray:

@@ -28,7 +28,8 @@ class _LazyPyplot:
 plt = _LazyPyplot()
 
 __all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot", "variogram_fit", "cge_distance",
-           "ish_slices", "structure_heatmap", "group_correlation", "section", "embedding", "format_pvalue", "format_pvalues", "SPECIES_COLORS"]
+           "ish_slices", "structure_heatmap", "group_correlation", "section", "embedding", "features_by_group", "format_pvalue",
+           "format_pvalues", "SPECIES_COLORS"]
 
 
 def _one_group(de: pd.DataFrame, group: str | None) -> pd.DataFrame:
@@ -527,3 +528,74 @@ def section(
     ax.set_xlabel(f"{x} (mm)" if x.endswith("_mm") else x)
     ax.set_ylabel(f"{y} (mm)" if y.endswith("_mm") else y)
     return ax
+
+
+def features_by_group(
+    cells: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    groupby: str = "Group",
+    units: dict[str, str] | None = None,
+    ncols: int = 3,
+    axes: Sequence[plt.Axes] | None = None,
+) -> np.ndarray:
+    """Each feature per type: box plots with every cell drawn over them, in the taxonomy's order and colours.
+
+    Parameters
+    ----------
+    cells
+        A cell table with ``groupby``, its ``<groupby>_color`` and ``<groupby>_order`` columns and the features
+        (``AbcCache.cell_table("HMBA-Macaque-PatchSeq")``).
+    features
+        Numeric feature columns, one panel each.
+    units
+        ``{feature: unit}`` for the axis labels (e.g. ``{"width_rheo_ms": "ms"}``).
+    axes
+        One Axes per feature; default a new figure with ``ncols`` panels per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        The Axes, one per feature.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from hmba_toolkit.io import AbcCache
+    >>> cells = AbcCache.from_demo().cell_table("HMBA-Macaque-PatchSeq")
+    >>> features_by_group(cells, ["width_rheo_ms", "input_resistance"]).shape
+    (2,)
+    """
+    if isinstance(features, str):
+        raise ParameterError(f"features must be a list of columns, not the string {features!r}; use [{features!r}]")
+    missing = [c for c in [groupby, *features] if c not in cells.columns]
+    if missing:
+        raise ParameterError(f"cells has no column(s) {missing}")
+    table = cells.dropna(subset=[groupby])
+    order_col, color_col = f"{groupby}_order", f"{groupby}_color"
+    firsts = table.groupby(groupby, observed=True).first()
+    groups = list(firsts.sort_values(order_col).index) if order_col in table else sorted(table[groupby].unique())
+    colors = firsts[color_col].reindex(groups).fillna("#808080").tolist() if color_col in table else ["#4c72b0"] * len(groups)
+    if axes is None:
+        nrows = int(np.ceil(len(features) / ncols))
+        _, grid = plt.subplots(nrows, min(ncols, len(features)), figsize=(4.2 * min(ncols, len(features)), 0.35 * len(groups) * nrows + 1.5 * nrows),
+                               squeeze=False)
+        axes = grid.ravel()[: len(features)]
+        for extra in grid.ravel()[len(features):]:
+            extra.set_visible(False)
+    axes = np.asarray(axes, dtype=object)
+    jitter = np.random.default_rng(0)
+    for ax, feature in zip(axes, features):
+        values = [table.loc[table[groupby] == g, feature].dropna().to_numpy(dtype=float) for g in groups]
+        positions = np.arange(len(groups))
+        box = ax.boxplot(values, positions=positions, vert=False, widths=0.6, patch_artist=True, showfliers=False)
+        for patch, color in zip(box["boxes"], colors):
+            patch.set(facecolor=color, alpha=0.35, edgecolor=color)
+        for k, (v, color) in enumerate(zip(values, colors)):
+            ax.scatter(v, k + jitter.uniform(-0.2, 0.2, v.size), s=8, color=color, edgecolor="none")
+        unit = (units or {}).get(feature)
+        ax.set_xlabel(f"{feature} ({unit})" if unit else feature)
+        ax.set_yticks(positions, [f"{g} (n={v.size})" for g, v in zip(groups, values)])
+        ax.invert_yaxis()
+    return axes

@@ -132,6 +132,30 @@ def test_gene_index_reads_equal_the_stream_and_the_file(human):
     assert idx.parent == Path(os.environ[gene_index.INDEX_DIR_ENV]) and not list(human["raw"].parent.glob("*index*"))
 
 
+def test_a_gene_query_through_the_index_never_reopens_the_h5ad(human, tmp_path, monkeypatch):
+    src = tmp_path / "q-raw.h5ad"
+    shutil.copy(human["raw"], src)
+    idx = stream.build_gene_index(src, progress=False)
+    stored = (idx / gene_index.OBS_NAMES_FILE).read_text().split("\n")
+    assert stored == list(ad.read_h5ad(src, backed="r").obs_names)  # the cell labels live in the index
+    first = read_genes(src, ["DRD1", "TAC1"], gene_column="gene_symbol", progress=False)
+    def refuse(*args, **kwargs):
+        raise AssertionError("the h5ad was opened")
+    for name in ("read_h5ad_obs_names", "read_h5ad_var", "open_csr"):
+        monkeypatch.setattr(gene_index, name, refuse)
+    again = read_genes(src, ["TAC1", "PPP1R1B"], gene_column="gene_symbol", progress=False)  # cell names and var cached
+    pd.testing.assert_frame_equal(again[["TAC1"]], first[["TAC1"]])
+    assert again.index.equals(first.index) and again.index.name == first.index.name
+    monkeypatch.undo()
+    # an index built before the cell labels were kept still works (reading them from the h5ad)
+    (idx / gene_index.OBS_NAMES_FILE).unlink()
+    meta = json.loads((idx / "meta.json").read_text())
+    meta.pop("obs_names")
+    (idx / "meta.json").write_text(json.dumps(meta))
+    older = read_genes(src, ["DRD1", "TAC1"], gene_column="gene_symbol", index=True, progress=False)
+    pd.testing.assert_frame_equal(older, first)
+
+
 def test_gene_index_detects_a_changed_source(human, tmp_path):
     src = tmp_path / "x-raw.h5ad"
     shutil.copy(human["raw"], src)

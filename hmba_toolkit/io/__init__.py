@@ -1,12 +1,13 @@
 """Loaders for the Allen data, each reading the real published format unchanged."""
 
 from .abc_cache import DEFAULT_BASE_URL, TAXONOMY_LEVELS, AbcCache, read_abc_csv
+from .abc_project_cache import AbcProjectCache, get_gene_data
 from .download import download_file, fetch_bytes
 from .h5ad import read_h5ad_obs_names, read_h5ad_subset, read_h5ad_var
 from .manifest import FileEntry, Manifest
 
 __all__ = [
-    "AbcCache", "DEFAULT_BASE_URL", "TAXONOMY_LEVELS", "FileEntry", "Manifest",
+    "AbcCache", "AbcProjectCache", "get_gene_data", "DEFAULT_BASE_URL", "TAXONOMY_LEVELS", "FileEntry", "Manifest",
     "download_file", "fetch_bytes", "read_abc_csv", "read_h5ad_obs_names", "read_h5ad_subset", "read_h5ad_var",
 ]
 

@@ -3,8 +3,9 @@
 :class:`AbcCache` mirrors the bucket under a local root exactly as Allen's
 ``abc_atlas_access.AbcProjectCache`` does (``releases/<v>/manifest.json``,
 ``metadata/<dir>/<ver>/...``, ``expression_matrices/...``, ``image_volumes/...``,
-``_manifest_last_used.txt``, ``_downloaded_data.json``) and uses the same method
-names for the common calls, so code written for Allen's package carries over. It
+``_manifest_last_used.txt``, ``_downloaded_data.json``) and uses Allen's method names and
+keywords; :class:`hmba_toolkit.io.AbcProjectCache` is the drop-in with Allen's constructors and
+release semantics, on which code written for Allen's package runs after changing its imports. It
 adds joined cell tables (:meth:`AbcCache.cell_table`), the taxonomy as one table
 (:meth:`AbcCache.taxonomy`) and AnnData subsets (:meth:`AbcCache.read_expression`).
 
@@ -29,7 +30,7 @@ from .download import download_file, fetch_bytes, list_bucket_prefixes
 from .h5ad import read_h5ad_subset
 from .manifest import FileEntry, Manifest, safe_relative_path
 
-__all__ = ["AbcCache", "DEFAULT_BASE_URL", "TAXONOMY_LEVELS", "read_abc_csv"]
+__all__ = ["AbcCache", "DEFAULT_BASE_URL", "PATCHSEQ_FEATURE_TABLES", "TAXONOMY_LEVELS", "read_abc_csv"]
 
 #: The public, unsigned HTTPS endpoint of ``s3://allen-brain-cell-atlas/``.
 DEFAULT_BASE_URL = "https://allen-brain-cell-atlas.s3.us-west-2.amazonaws.com/"
@@ -43,6 +44,9 @@ _STR_COLUMNS = {
     "gene_identifier", "gene_symbol", "donor_nhash_id", "library_nhash_id", "cluster_alias",
     "slab_nhash_id", "specimen_dissected_roi_nhash_id", "parcellation_term_symbol",
 }
+#: Electrophysiology and morphology tables of the Patch-seq release, joined by :meth:`AbcCache.cell_table`.
+PATCHSEQ_FEATURE_TABLES = ("ap_features", "sweep_features", "chirp_features", "cross_sweep_long_square_features",
+                           "morphology_features")
 _ADJACENT = "Adjacent"
 _ADJACENT_COLOR = "#808080"
 
@@ -158,10 +162,16 @@ class AbcCache:
             raise ManifestError(f"no release manifest found under {self.root / 'releases'}")
         return names[-1]
 
-    def load_manifest(self, manifest_name: str | None = None) -> None:
-        """Switch to ``manifest_name`` (default: the newest release), fetching it if needed."""
-        if manifest_name is None:
-            manifest_name = self.latest_manifest_file  # server listing, or the cache when offline
+    @property
+    def latest_downloaded_manifest_file(self) -> str:
+        """The newest release manifest already in the local cache (Allen's name)."""
+        names = self.list_all_downloaded_manifests
+        if not names:
+            raise ManifestError(f"no release manifest in the local cache {self.root / 'releases'}")
+        return names[-1]
+
+    def _read_manifest(self, manifest_name: str) -> Manifest:
+        """Parse a release manifest, fetching it into the cache first when needed (nothing is switched)."""
         manifest_name = safe_relative_path(manifest_name, source="manifest argument")
         if not _MANIFEST_RE.match(manifest_name):
             raise ManifestError(
@@ -175,14 +185,83 @@ class AbcCache:
                     f"local releases: {self.list_all_downloaded_manifests}"
                 )
             body = fetch_bytes(self.base_url + manifest_name)
-            json.loads(body)  # refuse to cache something that is not JSON
+            try:
+                json.loads(body)  # refuse to cache something that is not JSON
+            except ValueError as exc:
+                raise ManifestError(f"{self.base_url + manifest_name}: the answer is not a JSON manifest ({exc})") from exc
             local.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(local, body.decode("utf-8"))
-        self.manifest = Manifest.from_path(local, name=manifest_name)
-        self._manifest_name = manifest_name
+        manifest = Manifest.from_path(local, name=manifest_name)
+        manifest.other_releases = self._releases_with_directory
+        return manifest
+
+    def _releases_with_directory(self, directory: str) -> list[str]:
+        """Releases in the local cache whose manifest holds ``directory`` (for error messages)."""
+        found = []
+        for name in self.list_all_downloaded_manifests:
+            try:
+                data = json.loads((self.root / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if directory in data.get("directory_listing", {}) or directory in data.get("file_listing", {}):
+                found.append(name.split("/")[1])
+        return found
+
+    def load_manifest(self, manifest_name: str | None = None) -> None:
+        """Switch to ``manifest_name`` (default: the newest release), fetching it if needed."""
+        if manifest_name is None:
+            manifest_name = self.latest_manifest_file  # server listing, or the cache when offline
+        self.manifest = self._read_manifest(manifest_name)
+        self._manifest_name = self.manifest.name
         self._frames.clear()
         if os.access(self.root, os.W_OK):
-            write_text_atomic(self.root / "_manifest_last_used.txt", manifest_name)
+            write_text_atomic(self.root / "_manifest_last_used.txt", self._manifest_name)
+
+    def load_latest_manifest(self) -> None:
+        """Switch to the newest release (Allen's name)."""
+        self.load_manifest(self.latest_manifest_file)
+
+    def compare_manifests(self, manifest_newer_name: str, manifest_older_name: str) -> dict[str, dict[str, list[str]]]:
+        """What changed from one release to a later one, in the shape of Allen's ``compare_manifests``.
+
+        Returns
+        -------
+        dict
+            ``directory_changes`` (``new_dirs``, ``removed_dirs``) and, per kind (``metadata_changes``,
+            ``expression_matrix_file_changes``, ``image_volume_file_changes``, ``mapmycells_file_changes``), the
+            ``"<directory>: <file>"`` entries that are ``new_<kind>``, ``removed_<kind>``, ``changed_<kind>``
+            (another version) and ``manifest_error_<kind>`` (other attributes under the same version); lists sorted.
+
+        Examples
+        --------
+        >>> cache = AbcCache.from_demo()
+        >>> diff = cache.compare_manifests("releases/20260228/manifest.json", "releases/20251031/manifest.json")
+        >>> diff["directory_changes"]["new_dirs"]
+        ['HMBA-Macaque-PatchSeq']
+        """
+        if manifest_older_name > manifest_newer_name:
+            raise ParameterError(f"compare_manifests takes the newer release first: {manifest_newer_name!r} is older than "
+                                 f"{manifest_older_name!r}; swap them")
+        new, old = self._read_manifest(manifest_newer_name), self._read_manifest(manifest_older_name)
+        out: dict[str, dict[str, list[str]]] = {"directory_changes": {
+            "new_dirs": sorted(set(new.directories) - set(old.directories)),
+            "removed_dirs": sorted(set(old.directories) - set(new.directories)),
+        }}
+        names = {"metadata": "metadata_changes", "expression_matrices": "expression_matrix_file_changes",
+                 "image_volumes": "image_volume_file_changes", "mapmycells": "mapmycells_file_changes"}
+        for kind, key in names.items():
+            a = {f"{e.directory}: {e.tag}": e for e in new.entries() if e.kind == kind}
+            b = {f"{e.directory}: {e.tag}": e for e in old.entries() if e.kind == kind}
+            both = sorted(set(a) & set(b))
+            differs = [n for n in both if (a[n].size, a[n].md5, a[n].relative_path, a[n].url)
+                       != (b[n].size, b[n].md5, b[n].relative_path, b[n].url) or a[n].version != b[n].version]
+            out[key] = {
+                f"new_{kind}": sorted(set(a) - set(b)),
+                f"removed_{kind}": sorted(set(b) - set(a)),
+                f"changed_{kind}": [n for n in differs if a[n].version != b[n].version],
+                f"manifest_error_{kind}": [n for n in differs if a[n].version == b[n].version],
+            }
+        return out
 
     # -- listing ---------------------------------------------------------------------------
     @property
@@ -278,7 +357,8 @@ class AbcCache:
             )
         url = self.base_url + entry.relative_path
         download_file(
-            url, path, size=entry.size, md5=None if skip_hash_check else entry.md5, progress=self.progress
+            url, path, size=entry.size, md5=None if skip_hash_check else entry.md5, progress=self.progress,
+            force=force_download,
         )
         self._record_downloaded(path)
         return path
@@ -291,23 +371,70 @@ class AbcCache:
         """Path of a data file: expression matrix, image volume, MapMyCells file (Allen's name)."""
         return self.get_file_path(directory, file_name, **kwargs)
 
-    def get_directory_metadata(self, directory: str) -> list[Path]:
+    def _get_directory(self, directory: str, kind: str, force_download: bool, skip_hash_check: bool) -> list[Path]:
+        tags = self.manifest.list_files(directory, kind)
+        return [self.get_file_path(directory, t, force_download=force_download, skip_hash_check=skip_hash_check) for t in tags]
+
+    def get_directory_metadata(self, directory: str, force_download: bool = False, skip_hash_check: bool = False) -> list[Path]:
         """Fetch every metadata table of ``directory``."""
-        return [self.get_file_path(directory, t) for t in self.list_metadata_files(directory)]
+        return self._get_directory(directory, "metadata", force_download, skip_hash_check)
 
-    def get_directory_expression_matrices(self, directory: str) -> list[Path]:
+    def get_directory_expression_matrices(self, directory: str, force_download: bool = False,
+                                          skip_hash_check: bool = False) -> list[Path]:
         """Fetch every expression matrix of ``directory`` (multi-GB on the real bucket)."""
-        return [self.get_file_path(directory, t) for t in self.list_expression_matrix_files(directory)]
+        return self._get_directory(directory, "expression_matrices", force_download, skip_hash_check)
 
-    def get_metadata_dataframe(self, directory: str, file_name: str, **kwargs) -> pd.DataFrame:
+    def get_directory_image_volumes(self, directory: str, force_download: bool = False, skip_hash_check: bool = False) -> list[Path]:
+        """Fetch every image volume of ``directory`` (region polygons of the spatial slabs)."""
+        return self._get_directory(directory, "image_volumes", force_download, skip_hash_check)
+
+    def get_directory_mapmycells(self, directory: str, force_download: bool = False, skip_hash_check: bool = False) -> list[Path]:
+        """Fetch every MapMyCells file of ``directory``."""
+        return self._get_directory(directory, "mapmycells", force_download, skip_hash_check)
+
+    def get_directory_size_by_kind(self, directory: str, data_kind: str) -> str:
+        """Total manifest size of one kind of files of ``directory``, as Allen prints it (``"1.23 GB"`` or ``"45.6 MB"``).
+
+        Examples
+        --------
+        >>> AbcCache.from_demo().get_directory_size_by_kind("HMBA-10xMultiome-BG-Aligned", "metadata")[-2:]
+        'MB'
+        """
+        kinds = ("metadata", "expression_matrices", "image_volumes", "mapmycells")
+        if data_kind not in kinds:
+            raise ParameterError(f"data_kind must be one of {kinds}, not {data_kind!r}")
+        total = sum(e.size for e in self.manifest.entries(directory) if e.kind == data_kind) / 1024**3
+        if not any(e.kind == data_kind for e in self.manifest.entries(directory)):
+            self.manifest.list_files(directory, data_kind)  # raises, naming the kinds the directory has
+        return f"{round(total, 2)} GB" if total >= 1 else f"{round(total * 1024, 2)} MB"
+
+    def get_directory_metadata_size(self, directory: str) -> str:
+        """Size of the metadata of ``directory`` (Allen's name)."""
+        return self.get_directory_size_by_kind(directory, "metadata")
+
+    def get_directory_expression_matrix_size(self, directory: str) -> str:
+        """Size of the expression matrices of ``directory`` (Allen's name)."""
+        return self.get_directory_size_by_kind(directory, "expression_matrices")
+
+    def get_directory_image_volume_size(self, directory: str) -> str:
+        """Size of the image volumes of ``directory`` (Allen's name)."""
+        return self.get_directory_size_by_kind(directory, "image_volumes")
+
+    def get_directory_mapmycells_size(self, directory: str) -> str:
+        """Size of the MapMyCells files of ``directory`` (Allen's name)."""
+        return self.get_directory_size_by_kind(directory, "mapmycells")
+
+    def get_metadata_dataframe(self, directory: str, file_name: str, force_download: bool = False, skip_hash_check: bool = False,
+                               **kwargs) -> pd.DataFrame:
         """A metadata table as a DataFrame, key columns read as strings (see :func:`read_abc_csv`)."""
-        return read_abc_csv(self.get_file_path(directory, file_name), **kwargs)
+        path = self.get_file_path(directory, file_name, force_download=force_download, skip_hash_check=skip_hash_check)
+        return read_abc_csv(path, **kwargs)
 
     # -- tables ------------------------------------------------------------------------------
     def _table(self, directory: str, name: str, index: str | None = None) -> pd.DataFrame:
         key = (self.manifest.resolve_directory(directory), name)
         if key not in self._frames:
-            df = self.get_metadata_dataframe(*key)
+            df = read_abc_csv(self.get_file_path(*key))  # not get_metadata_dataframe: AbcProjectCache reads as Allen's does
             self._frames[key] = df.set_index(index) if index else df
         return self._frames[key].copy()
 
@@ -357,14 +484,33 @@ class AbcCache:
         taxonomy are labelled ``"Adjacent"`` at every level (colour ``#808080``) when
         ``fill_adjacent``, as Allen's notebooks do.
 
+        Patch-seq (``HMBA-Macaque-PatchSeq``): ``cell_metadata`` + ``donor`` + ``library`` + the taxonomy of the
+        directory's ``cell_to_cluster_membership`` + the MapMyCells results (``<level>_bootstrapping_probability``,
+        ``<level>_aggregate_probability``, ``<level>_correlation_coefficient``) + every electrophysiology and
+        morphology feature table (:data:`PATCHSEQ_FEATURE_TABLES`; NaN for cells without the measurement, e.g. cells
+        that were not reconstructed).
+
         Index ``cell_label``; cells are those of ``cell_metadata`` (QC-failed spatial cells
         included: filter on ``qc_pass``).
+
+        Examples
+        --------
+        >>> cells = AbcCache.from_demo().cell_table("HMBA-Macaque-PatchSeq")
+        >>> cells[["Group", "Group_bootstrapping_probability", "width_rheo_ms", "soma_surface_area"]].notna().sum().tolist()
+        [180, 180, 180, 109]
         """
         d = self.manifest.resolve_directory(directory)
         tags = set(self.list_metadata_files(d))
         cells = self._table(d, "cell_metadata", "cell_label")
         spatial = "specimen_metadata" in tags
-        if spatial:
+        patchseq = bool(tags & set(PATCHSEQ_FEATURE_TABLES))
+        if patchseq:
+            if "donor" in tags:
+                cells = cells.join(self._table(d, "donor", "donor_label"), on="donor_label")
+            if "library" in tags:
+                cells = cells.join(self._table(d, "library", "library_label"), on="library_label", rsuffix="_library_table")
+            membership = self._table(d, "cell_to_cluster_membership", "cell_label")
+        elif spatial:
             cells = cells.join(self._table(d, "specimen_metadata", "brain_section_label"), on="brain_section_label", rsuffix="_specimen")
             if "slab_plane_coordinates" in tags:
                 coords = self._table(d, "slab_plane_coordinates", "cell_label")
@@ -382,6 +528,16 @@ class AbcCache:
         cells = cells.join(membership, how="left")
         tax = self.taxonomy()
         cells = cells.join(tax, on="cluster_alias")
+        if patchseq:
+            if "mmc_results" in tags:
+                mmc = self._table(d, "mmc_results", "cell_label")
+                scores = [c for c in mmc.columns if c.endswith(("_bootstrapping_probability", "_aggregate_probability",
+                                                                 "_correlation_coefficient"))]
+                cells = cells.join(mmc[scores], how="left")
+            for name in PATCHSEQ_FEATURE_TABLES:
+                if name in tags:
+                    features = self._table(d, name, "cell_label")
+                    cells = cells.join(features.drop(columns=[c for c in features if c in cells]), how="left")
         if spatial and fill_adjacent:
             # Adjacent: a cluster outside the released taxonomy, or no cluster row at all (Allen's fill_adjacent_data)
             unmapped = cells["Cluster"].isna()

@@ -185,6 +185,7 @@ def download_file(
     timeout: float = 60.0,
     chunk_size: int = _CHUNK,
     backoff: float = 0.5,
+    force: bool = False,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming after dropped connections, verifying size and md5.
 
@@ -205,6 +206,8 @@ def download_file(
         Transient HTTP answers (408, 429, 5xx) are retried too; other statuses raise at once.
     backoff
         Pause before retry k is ``backoff * 2**(k-1)`` seconds (capped at 30 s).
+    force
+        Fetch again even when ``dest`` is complete; the old file stays in place until the new one is verified.
 
     Returns
     -------
@@ -221,7 +224,7 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     # one process downloads a given file at a time; the others wait, then find it complete
     with file_lock(dest.with_name(f".{dest.name}.lock")):
-        if dest.is_file() and (size is None or dest.stat().st_size == size) and (md5 is None or md5sum(dest) == md5):
+        if not force and dest.is_file() and (size is None or dest.stat().st_size == size) and (md5 is None or md5sum(dest) == md5):
             return dest
         return _download_locked(url, dest, size, md5, progress, max_attempts, timeout, chunk_size, backoff)
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -115,6 +116,25 @@ def _order_bucket(genes, cells, values, first_gene, n_genes, cells_out, values_o
         counts[g] = p + 1
 
 
+#: The cell labels of the source, one per line (UTF-8), so a query never re-reads them from the h5ad.
+OBS_NAMES_FILE = "obs_names.txt"
+_OPEN: OrderedDict[str, tuple[int, GeneIndex]] = OrderedDict()  # indexes opened in this process, newest last
+_OPEN_MAX = 8
+
+
+def _write_obs_names(names: pd.Index, path: Path) -> None:
+    labels = names.astype(str)
+    if labels.str.contains("\n", regex=False).any():
+        return  # a label with a line break cannot be stored one per line: queries read the h5ad instead
+    path.write_text("\n".join(labels), encoding="utf-8")
+
+
+def _read_obs_names(path: Path, name: str | None) -> pd.Index:
+    text = path.read_text(encoding="utf-8")
+    labels = np.array(text.split("\n") if text else [], dtype=object)
+    return pd.Index(labels, dtype=object, copy=False, name=name)
+
+
 def _stat(path: Path) -> dict:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -142,27 +162,60 @@ class GeneIndex:
         self.cells = np.load(path / "cells.npy", mmap_mode="r")
         self.values = np.load(path / "values.npy", mmap_mode="r")
         self.cell_totals = np.load(path / "cell_totals.npy", mmap_mode="r")
+        self._obs_names: pd.Index | None = None
+        self._var: pd.DataFrame | None = None
+        self._md5_checked: dict[tuple[str, int, int], bool] = {}
+
+    def obs_names(self, source: str | os.PathLike) -> pd.Index:
+        """The source's ``cell_label`` index: kept in the index (read once per process), else read from ``source``."""
+        if self._obs_names is None:
+            stored = self.path / OBS_NAMES_FILE
+            names = _read_obs_names(stored, self.meta.get("obs_index_name")) if stored.is_file() else read_h5ad_obs_names(source)
+            if len(names) != self.meta["n_obs"]:
+                raise DataFormatError(f"{stored}: {len(names)} cell labels, the index has {self.meta['n_obs']} cells; rebuild it")
+            self._obs_names = names
+        return self._obs_names
+
+    def var(self, source: str | os.PathLike) -> pd.DataFrame:
+        """The source's ``var`` table (read once per process)."""
+        if self._var is None:
+            self._var = read_h5ad_var(source)
+        return self._var
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> GeneIndex:
+        """Open an index; an index opened before in this process (and unchanged since) is reused with its caches."""
         path = Path(path)
         meta_path = path / "meta.json"
         if not meta_path.is_file():
             raise DataFormatError(f"{path}: not a gene index (no meta.json)")
+        stamp = meta_path.stat().st_mtime_ns
+        key = str(path.resolve())
+        cached = _OPEN.get(key)
+        if cached is not None and cached[0] == stamp:
+            _OPEN.move_to_end(key)
+            return cached[1]
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format") != INDEX_FORMAT:
             raise DataFormatError(f"{meta_path}: format {meta.get('format')!r}, expected {INDEX_FORMAT!r}")
-        return cls(path, meta)
+        index = cls(path, meta)
+        _OPEN[key] = (stamp, index)
+        while len(_OPEN) > _OPEN_MAX:
+            _OPEN.popitem(last=False)
+        return index
 
     def matches(self, source: str | os.PathLike) -> bool:
-        """Whether the index was built from this file as it is now (size and mtime, else md5)."""
+        """Whether the index was built from this file as it is now (size and mtime, else md5, once per file state)."""
         source = Path(source)
         now = _stat(source)
         if now["size"] != self.meta["source_size"]:
             return False
         if now["mtime_ns"] == self.meta["source_mtime_ns"]:
             return True
-        return md5sum(source) == self.meta["source_md5"]  # touched but maybe identical
+        key = (str(source.resolve()), now["size"], now["mtime_ns"])
+        if key not in self._md5_checked:  # touched but maybe identical: hash it once, not on every query
+            self._md5_checked[key] = md5sum(source) == self.meta["source_md5"]
+        return self._md5_checked[key]
 
     def column(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows and values of gene (column) ``j``."""
@@ -287,10 +340,13 @@ def build_gene_index(
                 v_sorted.astype(value_dtype).tofile(values_fh)
                 del g, c, v, c_sorted, v_sorted
         shutil.rmtree(partial / "buckets")
+        obs_names = read_h5ad_obs_names(path)
+        _write_obs_names(obs_names, partial / OBS_NAMES_FILE)
         meta = {"format": INDEX_FORMAT, "version": _VERSION, "source": path.name, "source_size": source["size"],
                 "source_mtime_ns": source["mtime_ns"], "source_md5": source["md5"], "layer": layer,
                 "n_obs": csr.n_obs, "n_var": csr.n_var, "nnz": csr.nnz, "value_dtype": np.dtype(value_dtype).name,
-                "source_dtype": np.dtype(csr.dtype).name}
+                "source_dtype": np.dtype(csr.dtype).name, "obs_names": OBS_NAMES_FILE,
+                "obs_index_name": obs_names.name}
         (partial / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return out
 
@@ -345,20 +401,23 @@ def read_genes(
     if isinstance(genes, str):
         raise ParameterTypeError("genes must be a list, not one string")
     path = Path(path)
-    csr = open_csr(path, layer)
-    obs_names = read_h5ad_obs_names(path)
-    cols = gene_positions(read_h5ad_var(path), genes, gene_column, path)
-    out = np.zeros((csr.n_obs, len(cols)), dtype=np.float32)
     gi = _usable_index(path, layer, index)
-    if gi is not None:
-        totals = np.asarray(gi.cell_totals, dtype=np.float64) if normalization == LOG2CPM else None
+    if gi is not None:  # the h5ad is not opened: cell labels and var come from the index's per-process cache
+        obs_names = gi.obs_names(path)
+        cols = gene_positions(gi.var(path), genes, gene_column, path)
+        out = np.zeros((int(gi.meta["n_obs"]), len(cols)), dtype=np.float32)
         for k, j in enumerate(cols):
             c, v = gi.column(int(j))
-            c = c.astype(np.int64)
-            v = v.astype(np.float64)
-            out[c, k] = log2_per_total(v, totals[c], CPM) if totals is not None else v
+            if normalization == LOG2CPM:
+                out[c, k] = log2_per_total(v.astype(np.float64), np.asarray(gi.cell_totals[c], dtype=np.float64), CPM)
+            else:
+                out[c, k] = v
         source = "gene_index"
     else:
+        csr = open_csr(path, layer)
+        obs_names = read_h5ad_obs_names(path)
+        cols = gene_positions(read_h5ad_var(path), genes, gene_column, path)
+        out = np.zeros((csr.n_obs, len(cols)), dtype=np.float32)
         col_map = np.full(csr.n_var, -1, dtype=np.int64)
         col_map[cols] = np.arange(len(cols))
         bar = tqdm(total=csr.nnz, unit="value", unit_scale=True, desc=path.name, disable=not progress, leave=False)
@@ -373,7 +432,7 @@ def read_genes(
                     out[a + rows, col_map[indices[hit]]] = v
                 bar.update(int(ptr[-1]))
         source = "stream"
-    df = pd.DataFrame(out, index=obs_names, columns=pd.Index(list(genes)))
+    df = pd.DataFrame(out, index=obs_names, columns=pd.Index(list(genes)), copy=False)
     df.attrs["source"] = source
     return df
 

@@ -8,7 +8,6 @@ of those cells; a subset of genes is applied after decompression of those rows.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata.io import read_elem
 
+from .._names import did_you_mean
 from ..errors import DataFormatError, MissingFileError
 
 __all__ = ["read_h5ad_subset", "read_h5ad_obs_names", "read_h5ad_var", "gene_positions", "open_h5ad"]
@@ -110,8 +110,7 @@ def gene_positions(
             raise DataFormatError(f"{source}: genes {missing[:5]} are row labels, not columns: the matrix looks stored "
                                   "genes x cells; Allen files are cells x genes (transpose it, e.g. adata.T, and save again)")
         known = list(dict.fromkeys(keys.astype(str)))
-        hints = {g: difflib.get_close_matches(str(g), known, n=3, cutoff=0.6) for g in missing[:5]}
-        hint = "; ".join(f"{g!r}: did you mean {h}?" for g, h in hints.items() if h)
+        hint = did_you_mean(missing, known)
         raise DataFormatError(f"{source}: genes not found in {where}: {missing[:10]}" + (f" ({hint})" if hint else ""))
     return unique_pos[hit]
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._names import closest_names
 from ..errors import ManifestError
 
 __all__ = ["FileEntry", "Manifest", "DIRECTORY_ALIASES", "KINDS", "safe_relative_path"]
@@ -101,6 +103,8 @@ class Manifest:
         self.data = data
         self.version = str(data["version"])
         self.resource_uri = data.get("resource_uri", "")
+        #: Optional ``directory -> [release, ...]`` lookup (set by the cache) naming other releases in error messages.
+        self.other_releases: Callable[[str], list[str]] | None = None
         self._entries = self._parse_entries()
 
     @classmethod
@@ -164,9 +168,13 @@ class Manifest:
         for alt in (DIRECTORY_ALIASES.get(directory), _REVERSE_ALIASES.get(directory)):
             if alt and (alt in self._entries or alt in self.data["directory_listing"]):
                 return alt
+        close = closest_names(directory, self.directories, n=2)
+        elsewhere = self.other_releases(directory) if self.other_releases is not None else []
         raise ManifestError(
-            f"{self.name}: directory {directory!r} is not in release {self.version}; "
-            f"available: {', '.join(self.directories)}"
+            f"{self.name}: directory {directory!r} is not in release {self.version}"
+            + (f"; it is in release(s) {', '.join(elsewhere)} (load_manifest('releases/<YYYYMMDD>/manifest.json'))" if elsewhere else "")
+            + (f"; did you mean {close}?" if close else "")
+            + f"; available: {', '.join(self.directories)}"
         )
 
     def directory_versions(self, directory: str) -> dict[str, str]:
@@ -206,6 +214,8 @@ class Manifest:
                 "ask for one of them"
             )
         available = sorted(t for tags in candidates for t in tags)
+        close = closest_names(file_name, available)
         raise ManifestError(
-            f"{self.name}: no file {file_name!r} in directory {directory!r}; available: {available}"
+            f"{self.name}: no file {file_name!r} in directory {directory!r}"
+            + (f"; did you mean {close}?" if close else "") + f"; available: {available}"
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .._files import atomic_path
+from .._names import closest_names
 from ..errors import DataFormatError, MissingFileError, NotFoundError, OutputExistsError, ParameterError, ParameterTypeError
 
 __all__ = ["read_mhd_header", "read_ish_grid", "read_gene_ish_grid", "read_gene_ish_grids", "write_ish_grid", "MET_TYPES", "VOLUMES"]
@@ -165,9 +166,7 @@ def read_gene_ish_grid(folder: str | os.PathLike, gene: str, *, volume: str = "e
             raise DataFormatError(f"{table_path}: no column {column!r} (columns: {list(table.columns)})")
     rows = table[table["gene_acronym"].astype(str) == gene]
     if rows.empty:
-        import difflib
-
-        close = difflib.get_close_matches(gene, table["gene_acronym"].astype(str).tolist(), n=3)
+        close = closest_names(gene, table["gene_acronym"].astype(str).tolist())
         raise NotFoundError(f"gene {gene!r} has no experiment in {table_path}" + (f"; did you mean {close}?" if close else ""))
     ids = sorted(int(i) for i in rows["id"])
     if experiment is not None and int(experiment) not in ids:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._names import did_you_mean
 from .._paths import data_home
 from ..errors import (DataFormatError, DownloadError, MissingFileError, NotFoundError, OfflineError, ParameterError,
                       ParameterTypeError)
@@ -310,15 +311,12 @@ def _experiments(genes, experiments, plane, base_url, page) -> pd.DataFrame:
         known = set(table["gene_acronym"].astype(str))
         absent = [g for g in wanted if g not in known]
         if absent:
-            import difflib
-
             if experiments is None and len(genes) <= 20:  # listed gene by gene: the full list names close acronyms
                 try:
                     known = set(rma.list_section_data_sets(None, plane, base_url=base_url, page=page)["gene_acronym"].astype(str))
                 except DownloadError:
                     pass
-            hints = {g: difflib.get_close_matches(g, sorted(known), n=2) for g in absent[:5]}
-            hint = "; ".join(f"{g!r}: did you mean {h}?" for g, h in hints.items() if h)
+            hint = did_you_mean(absent, sorted(known), n=2)
             message = f"no {plane or 'ISH'} experiment for gene(s) {absent[:10]}" + (f" ({hint})" if hint else "")
             if len(absent) == len(wanted):
                 raise NotFoundError(message)
