@@ -32,6 +32,7 @@ from scipy import stats
 from ._compat import warn
 from ._names import did_you_mean
 from ._stats import bh_adjust
+from ._taxonomy import check_cross_species
 from .errors import NotFoundError, ParameterError, ParameterTypeError
 
 __all__ = ["features_by_group", "compare_groups", "gene_feature_correlations"]
@@ -222,6 +223,7 @@ def compare_groups(
     """
     features = _columns(cells, features, "features")
     _columns(cells, [groupby, replicate], "columns")
+    check_cross_species(cells, groupby)  # Clusters are species-specific: never compared across species
     if n_permutations < 1:
         raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}")
     kept = _confident(cells, groupby, min_probability).sort_index(kind="stable")  # results never depend on row order

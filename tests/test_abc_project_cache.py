@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -152,3 +153,29 @@ def test_bad_constructor_and_gene_data_arguments(mirror, tmp_path):
         get_gene_data(abc_cache, cell, gene, ["DRD1"], data_type="cpm")
     with pytest.raises(ParameterError, match=r"pandas.read_csv\(cell_metadata.csv"):
         abc_cache.get_metadata_dataframe(directory=ALIGNED, file_name="cell_metadata", usecols=["no_such_column"])
+
+
+def test_per_species_matrices_are_read_with_their_own_identifiers(cache):
+    # human: Ensembl ids; macaque and marmoset: NCBI Gene ids (the per-species gene tables of HMBA-10xMultiome-BG)
+    per_species = "HMBA-10xMultiome-BG"
+    cells = cache.get_metadata_dataframe(per_species, "cell_metadata").set_index("cell_label")
+    human_cells = cells[cells["feature_matrix_label"] == "HMBA-10xMultiome-BG-Human"]
+    human_genes = cache.get_metadata_dataframe(per_species, "human_gene").set_index("gene_identifier")
+    assert human_genes.index.str.startswith("ENSG").all()
+    data = get_gene_data(cache, human_cells, human_genes, ["DRD1", "PPP1R1B"], data_type="raw")
+    expected = cache.read_expression(per_species, matrix="HMBA-10xMultiome-BG-Human", normalization="raw",
+                                     genes=["DRD1", "PPP1R1B"]).to_df()
+    expected.columns = ["DRD1", "PPP1R1B"]
+    common = expected.index.intersection(data.index, sort=False)  # the matrix also holds cells without metadata rows
+    assert len(common) == len(human_cells)
+    np.testing.assert_array_equal(data.loc[common].to_numpy(), expected.loc[common].to_numpy())
+    # the human table applied to macaque cells is refused, naming the matrix and the table to use instead
+    with pytest.raises(DataFormatError, match=r"HMBA-10xMultiome-BG-Macaque matrix .*NCBIGene.*macaque_gene"):
+        get_gene_data(cache, cells, human_genes, ["DRD1"], data_type="raw")
+
+
+def test_an_unknown_release_names_the_releases_there_are(mirror, tmp_path):
+    abc_cache = AbcProjectCache.from_cache_dir(tmp_path / "abc_atlas")
+    with pytest.raises(ManifestError, match=r"release 'releases/20990101/manifest.json' is not in the bucket .*20251031"):
+        abc_cache.load_manifest("releases/20990101/manifest.json")
+    assert abc_cache.current_manifest == LATEST  # nothing switched

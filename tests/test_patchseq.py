@@ -117,5 +117,8 @@ def test_degenerate_and_bad_input(cells):
         patchseq.features_by_group(cells, ["width_rheo_ms"], min_probability=80)
     with pytest.raises(ParameterError, match="n_permutations"):
         patchseq.compare_groups(cells, ["width_rheo_ms"], n_permutations=0)
+    mixed = cells.assign(species_genus=np.where(np.arange(len(cells)) % 2, "Human", "Macaque"))
+    with pytest.raises(ParameterError, match="finer than the Group level"):
+        patchseq.compare_groups(mixed, ["width_rheo_ms"], groupby="Cluster")  # Clusters are species-specific
     with pytest.raises(NotFoundError, match="no cell of expression"):
         patchseq.gene_feature_correlations(pd.DataFrame({"G": [1.0]}, index=["x"]), cells, ["width_rheo_ms"])

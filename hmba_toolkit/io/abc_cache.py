@@ -25,7 +25,7 @@ import anndata as ad
 import pandas as pd
 
 from .._files import md5sum, write_text_atomic
-from ..errors import DataFormatError, ManifestError, OfflineError, ParameterError, ParameterTypeError
+from ..errors import DataFormatError, DownloadError, ManifestError, OfflineError, ParameterError, ParameterTypeError
 from .download import download_file, fetch_bytes, list_bucket_prefixes
 from .h5ad import read_h5ad_subset
 from .manifest import FileEntry, Manifest, safe_relative_path
@@ -184,7 +184,13 @@ class AbcCache:
                     f"{local} does not exist and this cache is local only (base_url=None); "
                     f"local releases: {self.list_all_downloaded_manifests}"
                 )
-            body = fetch_bytes(self.base_url + manifest_name)
+            try:
+                body = fetch_bytes(self.base_url + manifest_name)
+            except DownloadError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                raise ManifestError(f"release {manifest_name!r} is not in the bucket {self.base_url}; releases: "
+                                    f"{self.list_manifest_file_names}") from exc
             try:
                 json.loads(body)  # refuse to cache something that is not JSON
             except ValueError as exc:

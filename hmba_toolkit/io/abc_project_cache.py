@@ -197,7 +197,7 @@ def get_gene_data(
     Allen Institute ``abc_atlas_access`` v1.1.1, ``anndata_utils.get_gene_data``.
     """
     from .gene_index import has_gene_index, read_genes
-    from .h5ad import read_h5ad_subset
+    from .h5ad import read_h5ad_subset, read_h5ad_var
 
     if not isinstance(abc_atlas_cache, AbcCache):
         raise ParameterTypeError(f"abc_atlas_cache must be an AbcProjectCache, not {type(abc_atlas_cache).__name__}")
@@ -229,6 +229,14 @@ def get_gene_data(
     values: np.ndarray | None = None
     for (dataset, label), group in all_cells.groupby(["dataset_label", "feature_matrix_label"], sort=True):
         path = abc_atlas_cache.get_file_path(dataset, f"{label}/{data_type}")
+        var_names = read_h5ad_var(path).index.astype(str)
+        foreign = [i for i in identifiers if i not in set(var_names)]
+        if foreign:  # per-species matrices have their own identifiers (human Ensembl, macaque/marmoset NCBI Gene)
+            raise DataFormatError(
+                f"all_genes identifiers {foreign[:3]} are not genes of the {label} matrix ({path.name}, identifiers like "
+                f"{list(var_names[:2])}): pass the gene table of that matrix's species (e.g. "
+                f"{[t for t in abc_atlas_cache.list_metadata_files(dataset) if t.endswith('gene')]}) for its cells, "
+                "or use the aligned set for cross-species work")
         if has_gene_index(path):  # gene-major index: read the genes' columns, not the cells' rows
             block = read_genes(path, identifiers, index=True, progress=False)
             present = group.index.intersection(block.index, sort=False)
