@@ -47,6 +47,11 @@ def _prepare(X, W, genes):
         X = X[:, None]
     if X.shape[0] != W.shape[0]:
         raise ParameterError(f"X has {X.shape[0]} rows, W has {W.shape[0]}: one row of X per location")
+    bad = ~np.isfinite(X).all(axis=0)
+    if bad.any():
+        where = list(np.asarray(genes, dtype=object)[bad][:5]) if genes is not None else list(np.flatnonzero(bad)[:5])
+        raise ParameterError(f"X has NaN or infinite values in {int(bad.sum())} column(s) ({where}): drop or impute those "
+                             "locations first (the statistics need a value at every location)")
     n = X.shape[0]
     if n < 4:
         raise ParameterError("need at least 4 locations")

@@ -297,6 +297,8 @@ def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, di
     n = _check_n(n_permutations)
     if method not in ("auto", "dense", "sparse"):
         raise ParameterError(f"method must be 'auto', 'dense' or 'sparse', not {method!r}")
+    if coords is None and distances is None:
+        raise ParameterError("spatial_lag needs the map's locations: pass coords (n x 2 or n x 3) or distances (n x n)")
     N = (np.asarray(distances).shape[0] if distances is not None else np.asarray(coords).shape[0])
     if method == "auto":
         method = "dense" if N <= 3000 else "sparse"

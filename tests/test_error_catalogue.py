@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from hmba_toolkit import coexpression, cross_species, de, gsea, mouse, normalize, nulls, stream, weights
+from hmba_toolkit import autocorrelation, coexpression, cross_species, de, gsea, mouse, normalize, nulls, stream, weights
 from hmba_toolkit.errors import DataFormatError, DownloadError, HmbaToolkitError, ManifestError, NotFoundError
 from hmba_toolkit.io import (AbcCache, age_in_years, download_file, fetch_bytes, read_ahba_donor, read_brainspan,
                              read_gene_ish_grids, read_genes, read_h5ad_subset, read_ish_grid, read_ontology, write_ish_grid)
@@ -129,6 +129,28 @@ def _cases(files):
         ("several volumes into one .mhd", lambda: write_ish_grid(d / "two.mhd", {"energy": grid, "density": grid}), HmbaToolkitError,
          r"two\.mhd: several volumes need a \.zip"),
         ("fetch with no attempt", lambda: fetch_bytes("https://api.brain-map.org/", max_attempts=0), HmbaToolkitError, r"max_attempts must be >= 1"),
+        ("ranking as a list", lambda: gsea.prerank([1.0, 2.0], {"S": ["A"]}), TypeError, r"ranking must be a pandas Series"),
+        ("ORA query as one string", lambda: gsea.ora("DRD1", {"S": ["DRD1", "TAC1"]}, ["DRD1", "TAC1", "GFAP"], min_size=1),
+         TypeError, r"genes must be a list of gene names, not the string 'DRD1'"),
+        ("missing GMT file", lambda: gsea.read_gmt(d / "absent.gmt"), FileNotFoundError, r"absent\.gmt does not exist"),
+        ("missing ontology file", lambda: read_ontology(d / "absent_tree.csv"), FileNotFoundError, r"absent_tree\.csv does not exist"),
+        ("Moran's I of a map with NaN", lambda: autocorrelation.morans_i(np.where(np.arange(30) == 2, np.nan, x),
+                                                                         weights.knn_weights(coords, k=3)),
+         HmbaToolkitError, r"NaN or infinite values in 1 column"),
+        ("spatial-lag nulls without locations", lambda: nulls.spatial_lag(x, n_permutations=3), HmbaToolkitError,
+         r"needs the map's locations"),
+        ("unionize no grid", lambda: mouse.unionize_genes({}), HmbaToolkitError, r"grids is empty"),
+        ("StructureUnionize records of no gene", lambda: mouse.structure_unionizes([], experiments=[1], base_url=None),
+         HmbaToolkitError, r"genes is empty"),
+        ("unknown directory, close name", lambda: AbcCache.from_demo().cell_table("HMBA-10xMultiome-BG-Aligne"), ManifestError,
+         r"did you mean \['HMBA-10xMultiome-BG-Aligned'"),
+        ("unknown per-species matrix", lambda: AbcCache.from_demo().read_expression("HMBA-10xMultiome-BG", matrix="Human"),
+         HmbaToolkitError, r"matrix 'Human' is not in HMBA-10xMultiome-BG; choose from \['HMBA-10xMultiome-BG-Human'"),
+        ("cell-table columns as one string", lambda: AbcCache.from_demo().read_expression("HMBA-10xMultiome-BG-Aligned",
+                                                                                            genes=["DRD1"], obs="Group"),
+         TypeError, r"not one string; use \['Group'\]"),
+        ("Wilcoxon unknown reference", lambda: de.wilcoxon(_pbmc_like(), "cell_type", reference="zzz"), HmbaToolkitError,
+         r"reference 'zzz' is not a value of obs\['cell_type'\]"),
         ("ontology without parents", lambda: read_ontology(_write(d / "onto.csv", "id,acronym,name\n1,A,a\n")), DataFormatError,
          r"onto\.csv.*lacks columns \['parent_structure_id'\]"),
         # -- AHBA and BrainSpan ------------------------------------------------------------------------
@@ -189,7 +211,7 @@ def test_the_catalogue_is_large(files):
     assert len(_cases(files)) >= 40
 
 
-@pytest.mark.parametrize("k", range(59))
+@pytest.mark.parametrize("k", range(71))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

@@ -144,3 +144,10 @@ def test_prerank_does_not_depend_on_the_order_of_tied_genes():
     # a set made only of zero-weight (score 0) genes has no running sum: NaN with a warning, never a small p-value
     assert ref.loc["in_ties", ["effect", "statistic", "pvalue", "padj"]].isna().all()
     assert ref.loc["mixed", "pvalue"] > 0 and np.isfinite(ref.loc["top", "statistic"])
+
+
+def test_prerank_says_when_genes_have_no_score():
+    ranking = pd.Series([2.0, np.nan, 1.0, 0.5, -1.0, np.nan], index=list("ABCDEF"))
+    with pytest.warns(UserWarning, match="2 genes of the ranking have no score"):
+        res = prerank(ranking, {"S": ["A", "B", "C"]}, min_size=2, n_permutations=50)
+    assert res.set_index("term").at["S", "n_overlap"] == 2  # B is not counted

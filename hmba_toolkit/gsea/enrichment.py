@@ -31,7 +31,7 @@ from scipy import stats
 
 from .._stats import bh_adjust
 from .._compat import renamed_parameters, warn
-from ..errors import ParameterError
+from ..errors import ParameterError, ParameterTypeError
 
 __all__ = ["ora", "prerank", "ENRICHMENT_COLUMNS", "enrichment_score"]
 
@@ -86,6 +86,9 @@ def ora(
     >>> res[["term", "n_overlap", "pvalue"]].to_dict("records")
     [{'term': 'D1', 'n_overlap': 2, 'pvalue': 0.5}]
     """
+    for name, value in (("genes", genes), ("background", background)):
+        if isinstance(value, str):
+            raise ParameterTypeError(f"{name} must be a list of gene names, not the string {value!r}")
     universe = set(background)
     if not universe:
         raise ParameterError("background is empty")
@@ -205,8 +208,13 @@ def prerank(
     >>> res[["term", "n_genes"]].values.tolist(), bool(res.set_index("term").at["top", "pvalue"] < 0.01)
     ([['top', 20], ['spread', 20]], True)
     """
+    if not isinstance(ranking, pd.Series):
+        raise ParameterTypeError(f"ranking must be a pandas Series of scores indexed by gene, not {type(ranking).__name__}")
     if ranking.index.has_duplicates:
         raise ParameterError("ranking has duplicated gene names")
+    n_missing = int(ranking.isna().sum())
+    if n_missing:
+        warn(f"prerank: {n_missing} genes of the ranking have no score (NaN) and are left out of the ranking and the sets")
     r = ranking.dropna().sort_values(ascending=False, kind="stable")
     n = len(r)
     scores = r.to_numpy(float)

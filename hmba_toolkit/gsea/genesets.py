@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._files import atomic_path
-from ..errors import DataFormatError, OutputExistsError, ParameterError
+from ..errors import DataFormatError, MissingFileError, OutputExistsError, ParameterError
 
 __all__ = ["read_gmt", "write_gmt", "go_biological_process", "hmba_marker_sets"]
 
@@ -54,6 +54,8 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
     {'MSN': ['DRD1', 'PPP1R1B']}
     """
     path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist (a .gmt or .gmt.gz gene-set file)")
     raw = path.read_bytes()
     if path.suffix == ".gz":
         raw = gzip.decompress(raw)

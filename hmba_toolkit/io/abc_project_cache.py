@@ -70,10 +70,6 @@ class AbcProjectCache(AbcCache):
     (['cell_label', 'cell_barcode'], 'MB')
     """
 
-    def __init__(self, root: str | os.PathLike, base_url: str | None = DEFAULT_BASE_URL, manifest: str | None = None, *,
-                 progress: bool = True) -> None:
-        super().__init__(root, base_url, manifest, progress=progress)
-
     @classmethod
     def from_s3_cache(cls, cache_dir: str | os.PathLike, s3_bucket: str | None = None,
                       auth_required: bool = False) -> AbcProjectCache:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError, NotFoundError
+from ..errors import DataFormatError, MissingFileError, NotFoundError
 
 __all__ = ["StructureTree", "read_ontology"]
 
@@ -129,6 +129,8 @@ def _flatten(node: dict, rows: list[dict]) -> None:
 def read_ontology(path: str | os.PathLike) -> StructureTree:
     """Read an Allen ontology: flat CSV (RMA Structure table, AHBA ``Ontology.csv``) or nested JSON."""
     path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist (a structure ontology as .json or .csv)")
     if path.suffix == ".json":
         doc = json.loads(path.read_text(encoding="utf-8"))
         roots = doc.get("msg", doc if isinstance(doc, list) else [doc])

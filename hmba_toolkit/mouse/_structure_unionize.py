@@ -281,6 +281,8 @@ def _tidy(rows: list[dict], source: str, ontology: StructureTree) -> pd.DataFram
 def _experiments(genes, experiments, plane, base_url, page) -> pd.DataFrame:
     if isinstance(genes, str):
         genes = [genes]
+    if genes is not None and not len(genes):
+        raise ParameterError("genes is empty: pass gene acronyms, or None for every experiment")
     if experiments is None:
         if base_url is None:
             raise ParameterError("experiments is required when base_url is None (no API to list them): pass the "

@@ -268,6 +268,8 @@ def unionize_genes(
         warn_renamed("unionize_genes(return_counts=True)", "unionize_genes(value='n_valid')", "hmba_toolkit.mouse")
     if chunk_size < 1:
         raise ParameterError(f"chunk_size must be >= 1, got {chunk_size}")
+    if isinstance(grids, Mapping) and not grids:
+        raise ParameterError("grids is empty: pass {label: grid} with at least one grid, or a GridStore")
     annotation, ontology = _reference(annotation, ontology)
     shapes = {tuple(np.shape(g)) for g in grids.values()} if isinstance(grids, Mapping) else {tuple(grids.shape)}
     bad = shapes - {annotation.shape}
