@@ -23,6 +23,12 @@ def data_home() -> Path:
     """
     env = os.environ.get("HMBA_TOOLKIT_DATA")
     if env:
-        return Path(env).expanduser()
+        home = Path(env).expanduser()
+        if home.exists() and not home.is_dir():
+            from .errors import ParameterError
+
+            raise ParameterError(f"$HMBA_TOOLKIT_DATA={env!r} is a file, not a folder: point it at a folder the toolkit "
+                                 "may write downloads, the demo release and gene indexes into")
+        return home
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "hmba_toolkit"

@@ -173,6 +173,9 @@ def profile_correlation(
     missing = [g for g in genes if g not in reference.columns or g not in query.columns]
     if missing:
         raise ParameterError(f"genes missing from a profile table: {missing[:5]}")
+    if len(genes) < 3:
+        raise ParameterError(f"the reference and query profiles share {len(genes)} gene column(s); a correlation needs at "
+                             "least 3 (profiles are Groups x genes, e.g. from group_profiles on the aligned set)")
     a, b = reference[genes], query[genes]
     if center:
         a, b = _centred(a), _centred(b)

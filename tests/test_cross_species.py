@@ -76,8 +76,8 @@ def test_marker_ranks_and_plot():
     matplotlib.use("Agg")
     from hmba_toolkit import pl
 
-    a = pd.DataFrame({"G1": [5.0, 1.0, 0.0], "G2": [0.0, 2.0, 3.0]}, index=["A", "B", "C"])
-    b = pd.DataFrame({"G1": [1.0, 4.0, 0.0], "G2": [0.0, 2.0, 3.0]}, index=["A", "B", "C"])
+    a = pd.DataFrame({"G1": [5.0, 1.0, 0.0], "G2": [0.0, 2.0, 3.0], "G3": [1.0, 1.5, 0.5]}, index=["A", "B", "C"])
+    b = pd.DataFrame({"G1": [1.0, 4.0, 0.0], "G2": [0.0, 2.0, 3.0], "G3": [2.0, 1.0, 0.5]}, index=["A", "B", "C"])
     res = cross_species.marker_ranks({"Human": a, "Macaque": b}, {"A": ["G1"], "C": ["G2", "NOPE"], "Z": ["G1"]})
     got = {(r.group, r.gene, r.species): r.rank for r in res.itertuples()}
     assert got == {("A", "G1", "Human"): 1, ("A", "G1", "Macaque"): 2, ("C", "G2", "Human"): 1, ("C", "G2", "Macaque"): 1}

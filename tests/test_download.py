@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from hmba_toolkit._files import md5sum
-from hmba_toolkit.errors import IntegrityError, ManifestError, OfflineError
+from hmba_toolkit.errors import HmbaToolkitError, IntegrityError, ManifestError, OfflineError
 from hmba_toolkit.io import AbcCache, download_file
 from hmba_toolkit.io.download import partial_path
 
@@ -112,3 +112,29 @@ def test_pinned_release_and_newest_default(tmp_path, bucket, demo_root):
     assert pinned.manifest.version == "20251031"
     assert "HMBA-Macaque-PatchSeq" not in pinned.list_directories
     assert "HMBA-Macaque-PatchSeq" in _remote(tmp_path, bucket).list_directories
+
+
+def test_a_cached_file_truncated_later_is_not_trusted(tmp_path, bucket):
+    cache = _remote(tmp_path, bucket)
+    path = cache.get_file_path("HMBA-10xMultiome-BG-Aligned", "donor")  # verified once, recorded as downloaded
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])  # cut short by a full disk or a careless copy
+    assert cache.get_file_path("HMBA-10xMultiome-BG-Aligned", "donor").read_bytes() == good  # fetched again
+    path.write_bytes(good[:-10])
+    local = AbcCache(tmp_path / "cache", base_url=None, manifest=DEMO)
+    with pytest.raises(HmbaToolkitError, match=r"donor\.csv: size or md5 does not match"):
+        local.get_metadata_dataframe("HMBA-10xMultiome-BG-Aligned", "donor")
+
+
+def test_files_written_atomically_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    from hmba_toolkit._files import write_text_atomic
+
+    old = os.umask(0o027)
+    try:
+        write_text_atomic(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o640

@@ -151,6 +151,11 @@ def _cases(files):
          TypeError, r"not one string; use \['Group'\]"),
         ("Wilcoxon unknown reference", lambda: de.wilcoxon(_pbmc_like(), "cell_type", reference="zzz"), HmbaToolkitError,
          r"reference 'zzz' is not a value of obs\['cell_type'\]"),
+        ("one-vs-rest with a single group", lambda: de.wilcoxon(_pbmc_like().__getitem__(slice(0, 30)), "cell_type"),
+         HmbaToolkitError, r"one-vs-rest needs at least two groups; obs\['cell_type'\] holds only \['a'\]"),
+        ("profiles without shared genes", lambda: cross_species.profile_correlation(pd.DataFrame({"A": [1.0, 2.0]}),
+                                                                                    pd.DataFrame({"B": [1.0, 2.0]})),
+         HmbaToolkitError, r"share 0 gene column"),
         ("ontology without parents", lambda: read_ontology(_write(d / "onto.csv", "id,acronym,name\n1,A,a\n")), DataFormatError,
          r"onto\.csv.*lacks columns \['parent_structure_id'\]"),
         # -- AHBA and BrainSpan ------------------------------------------------------------------------
@@ -211,7 +216,7 @@ def test_the_catalogue_is_large(files):
     assert len(_cases(files)) >= 40
 
 
-@pytest.mark.parametrize("k", range(71))
+@pytest.mark.parametrize("k", range(73))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

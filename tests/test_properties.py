@@ -165,3 +165,81 @@ def test_bh_adjust_equals_statsmodels_and_ignores_order():
         order = rng.permutation(size)
         np.testing.assert_allclose(bh_adjust(p[order]), bh_adjust(p)[order], rtol=0, atol=0)
     assert bh_adjust(np.array([])).size == 0
+
+
+# -- order and container invariance across function families (issue 19) -------------------------------------------
+
+@FAST
+@given(seed=st.integers(0, 2**16), n_zero=st.integers(0, 40))
+def test_prerank_ignores_the_order_of_the_ranking(seed, n_zero):
+    rng = np.random.default_rng(seed)
+    genes = [f"g{i}" for i in range(80)]
+    scores = np.concatenate([rng.normal(0, 1, 80 - n_zero), np.zeros(n_zero)])  # many ties at 0, as DE tables have
+    ranking = pd.Series(scores, index=genes)
+    sets = {"a": genes[:12], "b": genes[30:45], "c": genes[60:75]}
+    one = gsea.prerank(ranking, sets, n_permutations=99, seed=seed, min_size=3)
+    other = gsea.prerank(ranking.sample(frac=1, random_state=seed), sets, n_permutations=99, seed=seed, min_size=3)
+    pd.testing.assert_frame_equal(one, other)
+
+
+@FAST
+@given(seed=st.integers(0, 2**16), dense=st.booleans())
+def test_aggregate_ignores_row_order_and_container(seed, dense):
+    from hmba_toolkit import stream
+
+    rng = np.random.default_rng(seed)
+    X = rng.poisson(0.8, (60, 7)).astype(np.float32)
+    obs = pd.DataFrame({"g": rng.choice(["a", "b", "c"], 60)}, index=[f"c{i}" for i in range(60)])
+    base = stream.aggregate(ad.AnnData(sp.csr_matrix(X), obs=obs), ["g"])
+    order = rng.permutation(60)
+    shuffled = ad.AnnData(X[order] if dense else sp.csr_matrix(X[order]), obs=obs.iloc[order])
+    again = stream.aggregate(shuffled, ["g"])
+    assert list(again.obs_names) == list(base.obs_names)
+    for layer in ("sum", "mean", "count_nonzero"):
+        np.testing.assert_allclose(np.asarray(again.layers[layer]), np.asarray(base.layers[layer]), rtol=1e-6)
+
+
+@FAST
+@given(seed=st.integers(0, 2**16))
+def test_morans_i_ignores_the_order_of_locations(seed):
+    from hmba_toolkit import autocorrelation, weights
+
+    rng = np.random.default_rng(seed)
+    coords = rng.random((40, 2))
+    X = np.column_stack([coords[:, 0] + 0.1 * rng.standard_normal(40), rng.standard_normal(40)])
+    order = rng.permutation(40)
+    a = autocorrelation.morans_i(X, weights.knn_weights(coords, k=5), ["trend", "noise"])
+    b = autocorrelation.morans_i(X[order], weights.knn_weights(coords[order], k=5), ["trend", "noise"])
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-10)
+
+
+@FAST
+@given(seed=st.integers(0, 2**16))
+def test_patchseq_tests_ignore_row_order_and_a_monotone_transform(seed):
+    from hmba_toolkit import patchseq
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    cells = pd.DataFrame({"Group": rng.choice(["A", "B", "C"], n), "donor_label": rng.choice(["d1", "d2"], n),
+                          "f": rng.standard_normal(n)}, index=[f"c{i}" for i in range(n)])
+    cells["f_exp"] = np.exp(cells["f"])  # a monotone transform: a rank-based test must not move
+    a = patchseq.compare_groups(cells, ["f"], n_permutations=99, seed=1).drop(columns="feature")
+    b = patchseq.compare_groups(cells.sample(frac=1, random_state=seed), ["f_exp"], n_permutations=99, seed=1).drop(columns="feature")
+    pd.testing.assert_frame_equal(a, b)
+
+
+@FAST
+@given(seed=st.integers(0, 2**16))
+def test_unionize_genes_ignores_the_order_of_grids(seed):
+    from hmba_toolkit import mouse
+
+    rng = np.random.default_rng(seed)
+    brain = mouse.load_annotation() > 0
+    grids = {}
+    for k in range(3):
+        g = np.where(brain, rng.random(brain.shape), np.nan).astype(np.float32)
+        g[rng.integers(0, brain.shape[0])] = np.nan  # a plane without data
+        grids[f"e{k}"] = g
+    a = mouse.unionize_genes(grids, structures=["CP", "CB", "Isocortex"])
+    b = mouse.unionize_genes(dict(reversed(list(grids.items()))), structures=["CP", "CB", "Isocortex"])
+    pd.testing.assert_frame_equal(a, b[a.columns])

@@ -195,7 +195,11 @@ def wilcoxon(
     if missing:
         raise ParameterError(f"groups {missing} are not values of obs[{groupby!r}]")
     if not tested:
-        raise ParameterError("no group to test")
+        raise ParameterError(f"no group to test: obs[{groupby!r}] holds {list(present)}"
+                             + (f" and reference={reference!r}" if reference != "rest" else "")
+                             + (f", groups={list(groups)}" if groups is not None else ""))
+    if reference == "rest" and len(present) < 2:
+        raise ParameterError(f"one-vs-rest needs at least two groups; obs[{groupby!r}] holds only {list(present)}")
     lab = labels.astype("string").to_numpy(dtype=object, na_value=None)
     frames = []
     if reference == "rest":

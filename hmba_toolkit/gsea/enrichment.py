@@ -215,7 +215,8 @@ def prerank(
     n_missing = int(ranking.isna().sum())
     if n_missing:
         warn(f"prerank: {n_missing} genes of the ranking have no score (NaN) and are left out of the ranking and the sets")
-    r = ranking.dropna().sort_values(ascending=False, kind="stable")
+    # ties (e.g. every never-expressed gene at 0) in gene-name order, so nothing depends on the input's order
+    r = ranking.dropna().sort_index(kind="stable").sort_values(ascending=False, kind="stable")
     n = len(r)
     scores = r.to_numpy(float)
     w = np.abs(scores) ** weight

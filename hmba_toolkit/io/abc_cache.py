@@ -340,13 +340,15 @@ class AbcCache:
 
         ``file_name`` is the manifest tag: ``'cell_metadata'``, ``'<label>/log2'``, a slab
         plane label for a polygon file. A file already in the cache is trusted once its
-        md5 has matched (recorded in ``_downloaded_data.json``); otherwise its md5 is
+        md5 has matched (recorded in ``_downloaded_data.json``) and only while its size is still the
+        manifest's (one ``stat`` per read: a file truncated later is caught); otherwise its md5 is
         checked now, and a mismatch triggers a fresh download (or an error when local only).
         """
         entry = self.manifest.file_entry(directory, file_name)
         path = self._local_path(entry)
         if path.exists() and not force_download:
-            if skip_hash_check or str(path) in self._downloaded():
+            intact_size = path.stat().st_size == entry.size
+            if intact_size and (skip_hash_check or str(path) in self._downloaded()):
                 return path
             if path.stat().st_size == entry.size and md5sum(path) == entry.md5:
                 if os.access(self.root, os.W_OK):
