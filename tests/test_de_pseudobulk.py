@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -179,3 +181,21 @@ def test_pseudobulk_is_the_same_under_another_blas_kernel(tmp_path, demo_root):
         runs[kernel] = pd.read_csv(out, index_col=0)
     a, b = runs[None], runs["SandyBridge"].loc[runs[None].index]
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_design_that_loses_its_pairing_says_so():
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for donor in ["d1", "d2", "d3", "d4"]:
+        for group in ["A", "B"]:
+            n = 3 if (donor, group) == ("d4", "A") else 30  # d4 has too few A cells for min_cells=10
+            rows.append(rng.poisson(5, (n, 40)))
+            labels += [(donor, group)] * n
+    obs = pd.DataFrame(labels, columns=["donor_label", "g"], index=[f"c{i}" for i in range(len(labels))])
+    adata = ad.AnnData(sp.csr_matrix(np.vstack(rows).astype(np.float32)), obs=obs)
+    with pytest.warns(UserWarning, match=r"drops the samples \['d4 \(in, 3 cells\)'\], so the design changes from paired"):
+        res = pseudobulk(adata, "g", groups=["A"], reference="B", min_cells=10)
+    assert res.attrs["design"] == {"A": "~condition"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # still paired: no warning
+        assert pseudobulk(adata, "g", groups=["A"], reference="B", min_cells=2).attrs["design"] == {"A": "~replicate + condition"}

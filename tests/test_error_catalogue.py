@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from hmba_toolkit import autocorrelation, coexpression, cross_species, de, gsea, mouse, normalize, nulls, stream, weights
+from hmba_toolkit import ahba, autocorrelation, coexpression, cross_species, de, gsea, mouse, normalize, nulls, stream, weights
 from hmba_toolkit.errors import DataFormatError, DownloadError, HmbaToolkitError, ManifestError, NotFoundError
 from hmba_toolkit.io import (AbcCache, age_in_years, download_file, fetch_bytes, read_ahba_donor, read_brainspan,
                              read_gene_ish_grids, read_genes, read_h5ad_subset, read_ish_grid, read_ontology, write_ish_grid)
@@ -156,6 +156,15 @@ def _cases(files):
         ("profiles without shared genes", lambda: cross_species.profile_correlation(pd.DataFrame({"A": [1.0, 2.0]}),
                                                                                     pd.DataFrame({"B": [1.0, 2.0]})),
          HmbaToolkitError, r"share 0 gene column"),
+        ("grid zip that is not a zip", lambda: read_ish_grid(_write(d / "grid.zip", "<html>Service Unavailable</html>")),
+         DataFormatError, r"grid\.zip: not a complete zip"),
+        ("identifiers where symbols are expected", lambda: read_h5ad_subset(h5ad, genes=[_first_identifier(h5ad)], gene_column="gene_symbol"),
+         DataFormatError, r"are gene identifiers \(the var index\): pass gene_column=None"),
+        ("symbols where identifiers are expected", lambda: read_h5ad_subset(h5ad, genes=["DRD1"], gene_column=None),
+         DataFormatError, r"\['DRD1'\] are gene symbols: pass gene_column='gene_symbol'"),
+        ("AHBA pipeline given a folder", lambda: ahba.process(str(d)), TypeError, r"process takes the donors, not a folder"),
+        ("manifest size that is not a number", lambda: _manifest_with_size("big").entries(), ManifestError,
+         r"size 'big' is not a number of bytes"),
         ("ontology without parents", lambda: read_ontology(_write(d / "onto.csv", "id,acronym,name\n1,A,a\n")), DataFormatError,
          r"onto\.csv.*lacks columns \['parent_structure_id'\]"),
         # -- AHBA and BrainSpan ------------------------------------------------------------------------
@@ -192,6 +201,20 @@ def _cases(files):
     ]
 
 
+def _first_identifier(h5ad):
+    from hmba_toolkit.io import read_h5ad_var
+
+    return str(read_h5ad_var(h5ad).index[0])
+
+
+def _manifest_with_size(size):
+    from hmba_toolkit.io.manifest import Manifest
+
+    files = {"csv": {"version": "1", "relative_path": "metadata/D/1/a.csv", "url": "", "size": size, "file_hash": "0" * 32}}
+    return Manifest({"version": "1", "directory_listing": {"D": {}}, "file_listing": {"D": {"metadata": {"a": {"files": files}}}}},
+                    name="m.json")
+
+
 def _write(path, text):
     path.write_text(text)
     return path
@@ -216,7 +239,7 @@ def test_the_catalogue_is_large(files):
     assert len(_cases(files)) >= 40
 
 
-@pytest.mark.parametrize("k", range(73))
+@pytest.mark.parametrize("k", range(78))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

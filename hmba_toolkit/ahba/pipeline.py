@@ -9,13 +9,14 @@ distance tolerance and hemisphere/class constraints -> sample normalization (acr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ParameterError
+from ..errors import ParameterError, ParameterTypeError
 from ..io.ahba import AhbaDonor
 from ._normalize import normalize
 from .probes import filter_probes, reannotate_probes, select_probes
@@ -98,6 +99,10 @@ def process(
     >>> res.report["step"].iloc[-1], bool(res.expression.shape[1] == res.report["genes"].iloc[-1])
     ('aggregate', True)
     """
+    if isinstance(donors, (str, os.PathLike)):
+        raise ParameterTypeError(f"process takes the donors, not a folder: process(read_ahba_donors({str(donors)!r}))")
+    if not isinstance(donors, Mapping):
+        raise ParameterTypeError(f"process takes {{uid: AhbaDonor}} (read_ahba_donors), not {type(donors).__name__}")
     if not donors:
         raise ParameterError("process: no donors given")
     atlas = atlas or desikan_killiany()

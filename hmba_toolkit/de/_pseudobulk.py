@@ -25,7 +25,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._compat import warn_renamed
+from .._compat import warn, warn_renamed
 from .._log2cpm import CPM, log2_per_total
 from ..errors import ParameterError
 from .._taxonomy import check_cross_species
@@ -251,6 +251,8 @@ def pseudobulk(
         ncell = M @ sub.obs["n_obs_aggregated"].to_numpy(float)
         meta = pd.DataFrame([k.split("|") for k in ind.columns], columns=["replicate", "condition"], index=ind.columns)
         ok = ncell >= min_cells
+        paired_before = set(meta.loc[meta["condition"] == "in", "replicate"]) == set(meta.loc[meta["condition"] == "out", "replicate"])
+        dropped = [f"{r} ({c}, {int(n)} cells)" for r, c, n in zip(meta.loc[~ok, "replicate"], meta.loc[~ok, "condition"], ncell[~ok])]
         counts, nexp, ncell, meta = counts[ok], nexp[ok], ncell[ok], meta[ok]
         n_in, n_out = int((meta["condition"] == "in").sum()), int((meta["condition"] == "out").sum())
         if n_in < 2 or n_out < 2:
@@ -259,6 +261,10 @@ def pseudobulk(
                 "need at least 2 replicates on each side"
             )
         paired = set(meta.loc[meta["condition"] == "in", "replicate"]) == set(meta.loc[meta["condition"] == "out", "replicate"])
+        if paired_before and not paired:
+            warn(f"pseudobulk: group {g!r}: min_cells={min_cells} drops the samples {dropped[:5]}, so the design changes from "
+                 "paired (~replicate + condition) to unpaired (~condition); lower min_cells, or leave those replicates out "
+                 "to keep the pairing")
         design = "~replicate + condition" if paired else "~condition"
         designs[str(g)] = design
         testable = counts.sum(axis=0) >= min_total_count

@@ -111,6 +111,12 @@ def gene_positions(
                                   "genes x cells; Allen files are cells x genes (transpose it, e.g. adata.T, and save again)")
         known = list(dict.fromkeys(keys.astype(str)))
         hint = did_you_mean(missing, known)
+        other = var.index.astype(str) if gene_column is not None else (
+            pd.Index(var["gene_symbol"].astype(str)) if "gene_symbol" in var.columns else None)
+        if other is not None and all(g in set(other) for g in missing):  # identifiers given as symbols, or the reverse
+            kind = "gene identifiers (the var index): pass gene_column=None" if gene_column is not None else \
+                "gene symbols: pass gene_column='gene_symbol'"
+            hint = f"{missing[:3]} are {kind}"
         raise DataFormatError(f"{source}: genes not found in {where}: {missing[:10]}" + (f" ({hint})" if hint else ""))
     return unique_pos[hit]
 

@@ -153,6 +153,8 @@ class Manifest:
                 )
             except KeyError as exc:
                 raise ManifestError(f"{where}: missing attribute {exc.args[0]!r}") from None
+            except (TypeError, ValueError) as exc:
+                raise ManifestError(f"{where}: size {attrs.get('size')!r} is not a number of bytes ({exc})") from None
             out.setdefault(directory, {}).setdefault(kind, {})[tag] = entry
 
     # -- queries ---------------------------------------------------------------------------

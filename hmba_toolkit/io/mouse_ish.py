@@ -115,8 +115,14 @@ def read_ish_grid(path: str | os.PathLike, volume: str = "energy") -> np.ndarray
     Nature 445:168-176.
     """
     path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist (a grid .mhd or the .zip the Allen grid API returns)")
     if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise DataFormatError(f"{path}: not a complete zip ({exc}); download it again") from exc
+        with zf:
             names = {Path(n).name: n for n in zf.namelist()}
             if f"{volume}.mhd" not in names:
                 raise DataFormatError(f"{path}: no {volume}.mhd inside; it holds {sorted(names)}")
