@@ -24,7 +24,7 @@ def data_home() -> Path:
     env = os.environ.get("HMBA_TOOLKIT_DATA")
     if env:
         home = Path(env).expanduser()
-        if home.exists() and not home.is_dir():
+        if os.path.exists(home) and not os.path.isdir(home):  # os.path: False, not an error, where access is denied
             from .errors import ParameterError
 
             raise ParameterError(f"$HMBA_TOOLKIT_DATA={env!r} is a file, not a folder: point it at a folder the toolkit "

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hmba_toolkit._files import md5sum
 from hmba_toolkit.datasets import _abc_demo, demo_ground_truth
@@ -335,3 +336,19 @@ def test_the_joins_allen_notebooks_make_are_complete(cache):
     assert ps["species_genus"].notna().all() and ps["barcoded_cell_sample_technique"].eq("PatchSeq-SmartSeq").all()
     assert ps["cluster_alias"].isin(cache.taxonomy().index).all() and ps["width_rheo"].notna().all()
     assert 0.4 < ps["soma_surface_area"].notna().mean() < 0.8  # morphology for reconstructed cells only
+
+
+def test_an_unwritable_data_home_is_named(tmp_path, monkeypatch):
+    import hmba_toolkit.datasets as datasets
+    from hmba_toolkit.errors import HmbaToolkitError
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    monkeypatch.setattr(datasets, "data_home", lambda: blocker / "data")  # cannot be created: its parent is a file
+    with pytest.raises(HmbaToolkitError, match=r"cannot write the demo data into .*afile/data/demo-v1.*HMBA_TOOLKIT_DATA"):
+        datasets.fetch_demo_brainspan()
+    monkeypatch.setenv("HMBA_TOOLKIT_DATA", str(blocker))
+    from hmba_toolkit._paths import data_home
+
+    with pytest.raises(HmbaToolkitError, match=r"HMBA_TOOLKIT_DATA=.*afile' is a file, not a folder"):
+        data_home()

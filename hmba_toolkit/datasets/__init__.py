@@ -16,12 +16,14 @@ under a file lock so parallel processes do not race.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from .._files import atomic_dir, file_lock
 from .._paths import data_home
+from ..errors import ParameterError
 
 __all__ = [
     "fetch_demo", "fetch_demo_ahba", "fetch_demo_brainspan", "fetch_demo_mouse_ish",
@@ -61,10 +63,18 @@ def _materialize(name: str, modules: tuple[str, ...], build: Callable[[Path], No
     final = top / name
     stamp = final / ".complete"
     fingerprint = _source_fingerprint(*modules)
-    if stamp.exists() and stamp.read_text() == fingerprint:
+    if os.path.isfile(stamp) and stamp.read_text() == fingerprint:  # os.path: False where access is denied
         return final
+    try:
+        top.mkdir(parents=True, exist_ok=True)
+        probe = top / f".{name}.write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ParameterError(f"cannot write the demo data into {top} ({exc.strerror or exc}): set $HMBA_TOOLKIT_DATA to a "
+                             "folder you can write (the demo needs about 100 MB)") from exc
     with file_lock(top / f".{name}.lock"):
-        if stamp.exists() and stamp.read_text() == fingerprint:
+        if os.path.isfile(stamp) and stamp.read_text() == fingerprint:  # os.path: False where access is denied
             return final
         with atomic_dir(final) as tmp:
             build(tmp)
