@@ -6,8 +6,9 @@ is a one-time transpose into uncompressed NumPy arrays (``.npy``, memory-mapped 
 
 ``gene_ptr`` (int64, genes + 1), ``cells`` (uint32 row of each value, sorted within a gene),
 ``values`` (uint16 when every value is an integer <= 65,535, as raw counts usually are, else
-float32), and ``cell_totals`` (per-cell sums, the log2 CPM size factors). About 6 bytes per value
-for raw counts. The transpose is bucketed: one streaming pass appends each block's values to
+float32), ``cell_totals`` (per-cell sums, the log2 CPM size factors) and ``obs_names.txt`` (the cell
+labels, so that a query never re-reads them from the h5ad; an opened index is reused within a process).
+About 6 bytes per value for raw counts. The transpose is bucketed: one streaming pass appends each block's values to
 per-gene-range bucket files, then each bucket is ordered in memory and written once, so memory
 stays near ``memory_gb`` whatever the file's size. The index records the source's md5, size and
 modification time; a changed source is detected and the index is ignored (or rebuilt).
