@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from ._compat import LegacyTuple, warn
 from ._log2cpm import CPM, CPT, LOG2CPM_LABEL, log2_per_total
-from .errors import DataFormatError
+from .errors import DataFormatError, ParameterTypeError
 
 __all__ = ["counts_per", "cpm", "log2_normalize", "log2_cpm", "log2_cpt", "qc_metrics", "QcMetrics"]
 
@@ -166,6 +166,8 @@ def qc_metrics(adata: ad.AnnData, blank_prefix: str = "Blank-") -> QcMetrics:
     >>> qc.cells["pct_blank"].tolist(), qc.genes["n_cells"].tolist()
     ([75.0, 100.0], [1, 0, 2])
     """
+    if not isinstance(adata, ad.AnnData):
+        raise ParameterTypeError(f"qc_metrics takes an AnnData (cells x genes, raw counts), not {type(adata).__name__}")
     X = _as_csr(adata.X)
     if X.nnz and not np.allclose(X.data, np.round(X.data)):
         raise DataFormatError("qc_metrics expects raw integer counts (use the '-raw.h5ad' matrix)")

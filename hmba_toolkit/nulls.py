@@ -158,6 +158,9 @@ def moran(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distance
     x = np.asarray(x, dtype=float)
     if V.shape[0] != x.size:
         raise ParameterError(f"eigenvectors have {V.shape[0]} rows for {x.size} values")
+    if not np.isfinite(x).all():
+        raise ParameterError(f"x has {int((~np.isfinite(x)).sum())} NaN or infinite values: Moran spectral randomisation "
+                             "needs a value at every location (drop or impute them, with their coordinates)")
     z = x - x.mean()
     coef = V.T @ z
     rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.path import Path as MplPath
 
-from .errors import DataFormatError
+from .errors import DataFormatError, MissingFileError
 
 __all__ = ["read_region_polygons", "read_section_polygons", "assign_cells_to_regions", "assign_cells_by_plane", "PARCELLATION_ORDER"]
 
@@ -35,6 +35,8 @@ def read_region_polygons(path: str | os.PathLike) -> dict[str, list[np.ndarray]]
     Accepts ``Polygon``, ``MultiPolygon`` and ``GeometryCollection`` geometries.
     """
     path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path} does not exist (a slab plane's region polygons, GeoJSON)")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -341,6 +341,10 @@ def smoothed_variogram(x, coords=None, *, distances=None, pv: float = 25.0, nh: 
     X = X[:, None] if one else X
     if X.shape[0] != g.n or not np.isfinite(X).all():
         raise ParameterError(f"x must be finite with {g.n} rows (one per location), got shape {X.shape}")
+    constant = np.ptp(X, axis=0) == 0
+    if constant.any():
+        raise ParameterError(f"x is constant in {int(constant.sum())} column(s): its variogram is 0 at every distance, "
+                             "there is no spatial structure to describe")
     gam = g.variogram(X)
     out = pd.DataFrame({"distance": g.h})
     if one:

@@ -52,6 +52,10 @@ def distance_band_weights(coords, threshold: float) -> sp.csr_matrix:
     if threshold <= 0:
         raise ParameterError(f"threshold must be positive, got {threshold}")
     pairs = cKDTree(c).query_pairs(threshold, output_type="ndarray")
+    if not len(pairs):
+        nearest = float(cKDTree(c).query(c, k=2)[0][:, 1].min()) if len(c) > 1 else float("nan")
+        raise ParameterError(f"threshold {threshold} leaves every location without a neighbour (the closest pair is "
+                             f"{nearest:.4g} apart)")
     rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
     cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
     return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(len(c), len(c)))

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from hmba_toolkit import ahba, autocorrelation, coexpression, cross_species, de, gsea, mouse, normalize, nulls, stream, weights
+from hmba_toolkit import (ahba, autocorrelation, coexpression, cross_species, de, gsea, mouse, normalize, nulls, spatial, stream,
+                          variograms, weights)
 from hmba_toolkit.errors import DataFormatError, DownloadError, HmbaToolkitError, ManifestError, NotFoundError
 from hmba_toolkit.io import (AbcCache, age_in_years, download_file, fetch_bytes, read_ahba_donor, read_brainspan,
                              read_gene_ish_grids, read_genes, read_h5ad_subset, read_ish_grid, read_ontology, write_ish_grid)
@@ -165,6 +166,18 @@ def _cases(files):
         ("AHBA pipeline given a folder", lambda: ahba.process(str(d)), TypeError, r"process takes the donors, not a folder"),
         ("manifest size that is not a number", lambda: _manifest_with_size("big").entries(), ManifestError,
          r"size 'big' is not a number of bytes"),
+        ("Moran spectral nulls of a map with NaN", lambda: nulls.moran(np.where(np.arange(30) == 1, np.nan, x), coords, n_permutations=3),
+         HmbaToolkitError, r"x has 1 NaN or infinite values"),
+        ("variogram of a constant map", lambda: variograms.smoothed_variogram(np.ones(30), coords), HmbaToolkitError,
+         r"x is constant in 1 column"),
+        ("distance band without neighbours", lambda: weights.distance_band_weights(coords, 1e-9), HmbaToolkitError,
+         r"threshold 1e-09 leaves every location without a neighbour"),
+        ("top pairs n = 0", lambda: coexpression.top_pairs(pd.DataFrame(np.eye(3)), n=0), HmbaToolkitError, r"n must be >= 1"),
+        ("QC metrics of an array", lambda: normalize.qc_metrics(np.ones((3, 3))), TypeError, r"qc_metrics takes an AnnData"),
+        ("per-sample scores of an AnnData", lambda: gsea.sample_scores(_pbmc_like(), {"S": ["G1", "G2"]}), TypeError,
+         r"expression must be a genes x samples DataFrame"),
+        ("missing region polygons", lambda: spatial.read_region_polygons(d / "absent.geojson"), FileNotFoundError,
+         r"absent\.geojson does not exist"),
         ("ontology without parents", lambda: read_ontology(_write(d / "onto.csv", "id,acronym,name\n1,A,a\n")), DataFormatError,
          r"onto\.csv.*lacks columns \['parent_structure_id'\]"),
         # -- AHBA and BrainSpan ------------------------------------------------------------------------
@@ -236,10 +249,10 @@ def _with_nan():
 
 
 def test_the_catalogue_is_large(files):
-    assert len(_cases(files)) >= 40
+    assert len(_cases(files)) >= 85
 
 
-@pytest.mark.parametrize("k", range(78))
+@pytest.mark.parametrize("k", range(85))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

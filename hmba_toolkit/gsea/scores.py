@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from ..errors import ParameterError
+from ..errors import ParameterError, ParameterTypeError
 
 __all__ = ["sample_scores"]
 
@@ -44,6 +44,9 @@ def sample_scores(
     """
     import gseapy as gp
 
+    if not isinstance(expression, pd.DataFrame):
+        raise ParameterTypeError(f"expression must be a genes x samples DataFrame (e.g. pseudobulk log2 CPM with genes as the "
+                                 f"index), not {type(expression).__name__}")
     data = expression.T.dropna(how="any")
     sets = {k: list(v) for k, v in gene_sets.items()}
     with warnings.catch_warnings():
