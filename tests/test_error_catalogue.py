@@ -178,6 +178,13 @@ def _cases(files):
          r"expression must be a genes x samples DataFrame"),
         ("missing region polygons", lambda: spatial.read_region_polygons(d / "absent.geojson"), FileNotFoundError,
          r"absent\.geojson does not exist"),
+        ("gene query of no gene", lambda: read_genes(h5ad, [], progress=False), HmbaToolkitError, r"genes is empty"),
+        ("gene query naming a gene twice", lambda: read_genes(h5ad, ["DRD1", "DRD1"], gene_column="gene_symbol", progress=False),
+         HmbaToolkitError, r"genes names \['DRD1'\] more than once"),
+        ("BrainSpan file instead of its folder", lambda: read_brainspan(d / "brainspan" / "rows_metadata.csv"), DataFormatError,
+         r"rows_metadata\.csv is a file: pass the BrainSpan folder"),
+        ("pseudobulk of log-normalised data", lambda: de.pseudobulk(_labelled(_pbmc_like(donors=3), "log2"), "cell_type"),
+         HmbaToolkitError, r"pseudobulk needs raw counts, but uns\['normalization'\] is 'log2'"),
         ("ontology without parents", lambda: read_ontology(_write(d / "onto.csv", "id,acronym,name\n1,A,a\n")), DataFormatError,
          r"onto\.csv.*lacks columns \['parent_structure_id'\]"),
         # -- AHBA and BrainSpan ------------------------------------------------------------------------
@@ -228,6 +235,11 @@ def _manifest_with_size(size):
                     name="m.json")
 
 
+def _labelled(adata, normalization):
+    adata.uns["normalization"] = normalization
+    return adata
+
+
 def _write(path, text):
     path.write_text(text)
     return path
@@ -249,10 +261,10 @@ def _with_nan():
 
 
 def test_the_catalogue_is_large(files):
-    assert len(_cases(files)) >= 85
+    assert len(_cases(files)) >= 89
 
 
-@pytest.mark.parametrize("k", range(85))
+@pytest.mark.parametrize("k", range(89))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):
@@ -261,3 +273,16 @@ def test_bad_input(files, k):
     with pytest.raises(exc, match=pattern) as info:
         call()
     assert isinstance(info.value, HmbaToolkitError), f"{name}: {type(info.value).__name__} is not an HmbaToolkitError"
+
+
+def test_suspicious_inputs_get_a_warning_that_names_them():
+    import warnings as _warnings
+
+    counts = _pbmc_like(donors=3)
+    counts.X = sp.csr_matrix(counts.X.toarray() + 0.5)  # not counts
+    with pytest.warns(UserWarning, match="pseudobulk needs raw counts; X holds non-integer values"):
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", RuntimeWarning)
+            de.pseudobulk(counts, "cell_type", min_cells=1, min_total_count=0)
+    with pytest.warns(UserWarning, match=r"to_human: none of the 2 labels"):
+        assert mouse.to_human(pd.Series([1.0, 2.0], index=["NotAGene", "AlsoNot"])).empty

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .._compat import warn, warn_renamed
 from .._log2cpm import CPM, log2_per_total
@@ -234,6 +235,14 @@ def pseudobulk(
     bad = [g for g in tested if g not in values]
     if bad or not tested:
         raise ParameterError(f"groups {bad or tested} are not testable values of obs[{groupby!r}]")
+    label = adata.uns.get("normalization")
+    if isinstance(label, str) and label not in ("raw",):
+        raise ParameterError(f"pseudobulk needs raw counts, but uns['normalization'] is {label!r} (read the '-raw' matrix)")
+    X = adata.X
+    values_x = X.data if sp.issparse(X) else np.asarray(X)
+    if values_x.size and np.issubdtype(values_x.dtype, np.floating) and not np.all(np.mod(values_x, 1) == 0):
+        warn("pseudobulk needs raw counts; X holds non-integer values (log-normalised?), and summed counts are rounded "
+             "for DESeq2: pass the raw matrix")
     pb = aggregate(adata, [replicate, groupby])
     genes = adata.var["gene_symbol"].astype(str).to_numpy() if "gene_symbol" in adata.var else adata.var_names.to_numpy()
     frames, designs = [], {}

@@ -90,6 +90,9 @@ def read_brainspan(folder: str | os.PathLike) -> ad.AnnData:
     True
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise DataFormatError(f"{folder} is a file: pass the BrainSpan folder that holds it (expression_matrix.csv, "
+                              "rows_metadata.csv, columns_metadata.csv)")
     rows_p, cols_p, mat_p = (folder / f for f in ("rows_metadata.csv", "columns_metadata.csv", "expression_matrix.csv"))
     for p in (rows_p, cols_p, mat_p):
         if not p.is_file():

@@ -401,6 +401,12 @@ def read_genes(
     normalization = check_normalization(normalization, "normalization")
     if isinstance(genes, str):
         raise ParameterTypeError("genes must be a list, not one string")
+    genes = list(genes)
+    if not genes:
+        raise ParameterError("genes is empty: name at least one gene")
+    repeated = sorted({g for g in genes if genes.count(g) > 1})
+    if repeated:
+        raise ParameterError(f"genes names {repeated[:5]} more than once")
     path = Path(path)
     gi = _usable_index(path, layer, index)
     if gi is not None:  # the h5ad is not opened: cell labels and var come from the index's per-process cache

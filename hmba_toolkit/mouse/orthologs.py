@@ -112,4 +112,9 @@ def to_human(data: pd.Series | pd.DataFrame, axis: str = "auto") -> pd.Series | 
     out = data.loc[:, keep] if axis == "columns" else data.loc[keep]
     out = out.rename(columns=mapping) if axis == "columns" else out.rename(index=mapping)
     out.attrs["dropped"] = int((~keep).sum())
+    if len(labels) and not keep.any():
+        from .._compat import warn
+
+        warn(f"to_human: none of the {len(labels)} labels ({list(labels[:3])}...) is a mouse gene with a one-to-one human "
+             "ortholog in the Allen homolog table; the result is empty (are these mouse gene symbols?)")
     return out
