@@ -243,3 +243,50 @@ def test_unionize_genes_ignores_the_order_of_grids(seed):
     a = mouse.unionize_genes(grids, structures=["CP", "CB", "Isocortex"])
     b = mouse.unionize_genes(dict(reversed(list(grids.items()))), structures=["CP", "CB", "Isocortex"])
     pd.testing.assert_frame_equal(a, b[a.columns])
+
+
+@FAST
+@given(seed=st.integers(0, 2**16), method=st.sampled_from(["pearson", "spearman"]), dense=st.booleans())
+def test_gene_correlation_ignores_cell_order_and_container(seed, method, dense):
+    from hmba_toolkit import coexpression
+
+    rng = np.random.default_rng(seed)
+    X = rng.poisson(1.5, (50, 5)).astype(np.float64)
+    X[:, 1] += X[:, 0]  # one correlated pair
+    var = pd.DataFrame(index=[f"G{j}" for j in range(5)])
+    obs = pd.DataFrame(index=[f"c{i}" for i in range(50)])
+    order = rng.permutation(50)
+    a = coexpression.gene_correlation(ad.AnnData(sp.csr_matrix(X), obs=obs, var=var), method=method)
+    b = coexpression.gene_correlation(ad.AnnData(X[order] if dense else sp.csr_matrix(X[order]), obs=obs.iloc[order], var=var),
+                                      method=method)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-10, atol=1e-12)
+    frame = pd.DataFrame(X, index=obs.index, columns=var.index)
+    c = coexpression.gene_correlation(frame.iloc[order], method=method)
+    np.testing.assert_allclose(c.to_numpy(), a.to_numpy(), rtol=1e-10, atol=1e-12)
+
+
+@FAST
+@given(seed=st.integers(0, 2**16))
+def test_region_assignment_ignores_cell_order(seed):
+    from hmba_toolkit import spatial
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(-0.5, 2.5, 40), rng.uniform(-0.5, 2.5, 40)
+    polygons = {"CaB": [np.array([[0, 0], [1, 0], [1, 1], [0, 1.0]])], "Pu": [np.array([[1, 0], [2, 0], [2, 2], [1, 2.0]])]}
+    order = rng.permutation(40)
+    a = spatial.assign_cells_to_regions(x, y, polygons)
+    b = spatial.assign_cells_to_regions(x[order], y[order], polygons)
+    pd.testing.assert_frame_equal(a.iloc[order].reset_index(drop=True), b.reset_index(drop=True), check_index_type=False)
+
+
+@FAST
+@given(seed=st.integers(0, 2**16), scale=st.floats(0.5, 20))
+def test_smoothed_variogram_scales_with_the_square_of_the_map(seed, scale):
+    from hmba_toolkit import variograms
+
+    rng = np.random.default_rng(seed)
+    coords = rng.random((40, 2))
+    x = coords[:, 0] + 0.2 * rng.standard_normal(40)
+    a = variograms.smoothed_variogram(x, coords)
+    b = variograms.smoothed_variogram(scale * x + 3.0, coords)  # shift-invariant, scales as scale**2
+    np.testing.assert_allclose(b["gamma"], scale**2 * a["gamma"], rtol=1e-8, atol=1e-12)
