@@ -5,6 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def has_fractions(X) -> bool:
+    """Whether a (sparse or dense) matrix of floats holds a non-integer value: data that are not raw counts."""
+    import scipy.sparse as sp
+
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    return bool(data.size) and np.issubdtype(data.dtype, np.floating) and not np.all(np.mod(data, 1) == 0)
+
+
 def zscore_rows(A: np.ndarray) -> np.ndarray:
     """Each row centred and scaled to unit (population) SD; constant rows become zeros."""
     A = A - A.mean(axis=1, keepdims=True)

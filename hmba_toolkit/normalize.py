@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._arrays import has_fractions
 from ._compat import LegacyTuple, warn
 from ._log2cpm import CPM, CPT, LOG2CPM_LABEL, log2_per_total
 from .errors import DataFormatError, ParameterTypeError
@@ -98,9 +99,7 @@ def _check_counts(adata: ad.AnnData, what: str) -> None:
     if isinstance(label, str) and label in _NORMALIZED:
         raise DataFormatError(f"{what} expects raw counts, but uns['normalization'] is {label!r}: the data are already "
                               "normalised (read the '-raw' matrix, normalization='raw')")
-    X = adata.X
-    data = X.data if sp.issparse(X) else np.asarray(X)
-    if data.size and np.issubdtype(np.asarray(data).dtype, np.floating) and not np.all(np.mod(data, 1) == 0):
+    if has_fractions(adata.X):
         warn(f"{what} expects raw counts; X holds non-integer values (already normalised?)")
 
 

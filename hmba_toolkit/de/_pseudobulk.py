@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
+from .._arrays import has_fractions
 from .._compat import warn, warn_renamed
 from .._log2cpm import CPM, log2_per_total
 from ..errors import ParameterError
@@ -144,6 +144,11 @@ def _inference(n_cpus: int = 1):
     return ExactDispersionInference(n_cpus=n_cpus)
 
 
+def _is_paired(meta: pd.DataFrame) -> bool:
+    """Whether every replicate has both an 'in' and an 'out' sample (the design ~replicate + condition)."""
+    return set(meta.loc[meta["condition"] == "in", "replicate"]) == set(meta.loc[meta["condition"] == "out", "replicate"])
+
+
 def _deseq2(counts: pd.DataFrame, meta: pd.DataFrame, design: str) -> pd.DataFrame:
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.ds import DeseqStats
@@ -238,9 +243,7 @@ def pseudobulk(
     label = adata.uns.get("normalization")
     if isinstance(label, str) and label not in ("raw",):
         raise ParameterError(f"pseudobulk needs raw counts, but uns['normalization'] is {label!r} (read the '-raw' matrix)")
-    X = adata.X
-    values_x = X.data if sp.issparse(X) else np.asarray(X)
-    if values_x.size and np.issubdtype(values_x.dtype, np.floating) and not np.all(np.mod(values_x, 1) == 0):
+    if has_fractions(adata.X):
         warn("pseudobulk needs raw counts; X holds non-integer values (log-normalised?), and summed counts are rounded "
              "for DESeq2: pass the raw matrix")
     pb = aggregate(adata, [replicate, groupby])
@@ -260,7 +263,7 @@ def pseudobulk(
         ncell = M @ sub.obs["n_obs_aggregated"].to_numpy(float)
         meta = pd.DataFrame([k.split("|") for k in ind.columns], columns=["replicate", "condition"], index=ind.columns)
         ok = ncell >= min_cells
-        paired_before = set(meta.loc[meta["condition"] == "in", "replicate"]) == set(meta.loc[meta["condition"] == "out", "replicate"])
+        paired_before = _is_paired(meta)
         dropped = [f"{r} ({c}, {int(n)} cells)" for r, c, n in zip(meta.loc[~ok, "replicate"], meta.loc[~ok, "condition"], ncell[~ok])]
         counts, nexp, ncell, meta = counts[ok], nexp[ok], ncell[ok], meta[ok]
         n_in, n_out = int((meta["condition"] == "in").sum()), int((meta["condition"] == "out").sum())
@@ -269,7 +272,7 @@ def pseudobulk(
                 f"group {g!r}: {n_in} 'in' and {n_out} 'out' pseudobulk samples with >= {min_cells} cells; "
                 "need at least 2 replicates on each side"
             )
-        paired = set(meta.loc[meta["condition"] == "in", "replicate"]) == set(meta.loc[meta["condition"] == "out", "replicate"])
+        paired = _is_paired(meta)
         if paired_before and not paired:
             warn(f"pseudobulk: group {g!r}: min_cells={min_cells} drops the samples {dropped[:5]}, so the design changes from "
                  "paired (~replicate + condition) to unpaired (~condition); lower min_cells, or leave those replicates out "

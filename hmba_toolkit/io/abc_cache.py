@@ -512,27 +512,21 @@ class AbcCache:
         cells = self._table(d, "cell_metadata", "cell_label")
         spatial = "specimen_metadata" in tags
         patchseq = bool(tags & set(PATCHSEQ_FEATURE_TABLES))
-        if patchseq:
-            if "donor" in tags:
-                cells = cells.join(self._table(d, "donor", "donor_label"), on="donor_label")
-            if "library" in tags:
-                cells = cells.join(self._table(d, "library", "library_label"), on="library_label", rsuffix="_library_table")
-            membership = self._table(d, "cell_to_cluster_membership", "cell_label")
-        elif spatial:
+        if spatial:
             cells = cells.join(self._table(d, "specimen_metadata", "brain_section_label"), on="brain_section_label", rsuffix="_specimen")
             if "slab_plane_coordinates" in tags:
                 coords = self._table(d, "slab_plane_coordinates", "cell_label")
                 cells = cells.join(coords.drop(columns=[c for c in coords if c in cells]), how="left")
             if "cell_anatomical_annotations" in tags:
                 cells = cells.join(self._table(d, "cell_anatomical_annotations", "cell_label"), how="left")
-            membership = self._table(d, "cell_to_cluster_membership", "cell_label")
-        else:
+        else:  # 10X and Patch-seq
             if "donor" in tags:
                 cells = cells.join(self._table(d, "donor", "donor_label"), on="donor_label")
             if "library" in tags:
                 cells = cells.join(self._table(d, "library", "library_label"), on="library_label", rsuffix="_library_table")
-            membership = self._table(self.taxonomy_directory, "cell_to_cluster_membership", "cell_label")
-        membership = membership[["cluster_alias", "cluster_label"]]
+        # spatial and Patch-seq cells are mapped in their own directory; 10X cells in the taxonomy's
+        mapped_in = d if spatial or patchseq else self.taxonomy_directory
+        membership = self._table(mapped_in, "cell_to_cluster_membership", "cell_label")[["cluster_alias", "cluster_label"]]
         cells = cells.join(membership, how="left")
         tax = self.taxonomy()
         cells = cells.join(tax, on="cluster_alias")

@@ -199,8 +199,6 @@ def get_gene_data(
         raise ParameterTypeError(f"abc_atlas_cache must be an AbcProjectCache, not {type(abc_atlas_cache).__name__}")
     if data_type not in ("log2", "raw"):
         raise ParameterError(f"data_type must be 'log2' or 'raw', not {data_type!r}")
-    if not all_cells.index.is_unique:
-        raise DataFormatError("all_cells has duplicated index values; index it by cell_label (unique)")
     if isinstance(selected_genes, str):
         raise ParameterTypeError(f"selected_genes must be a list of gene symbols, not the string {selected_genes!r}")
     if int(chunk_size) < 1:
@@ -212,8 +210,11 @@ def get_gene_data(
         missing = [c for c in columns if c not in table.columns]
         if missing:
             raise DataFormatError(f"{name} has no column(s) {missing}; columns: {list(table.columns)[:12]}")
+    if not all_cells.index.is_unique:
+        raise DataFormatError("all_cells has duplicated index values; index it by cell_label (unique)")
     symbols = all_genes["gene_symbol"].astype(str)
-    unknown = [g for g in selected_genes if g not in set(symbols)]
+    known = set(symbols)
+    unknown = [g for g in selected_genes if g not in known]
     if unknown:
         hint = did_you_mean(unknown, symbols.unique(), n=2)
         warn(f"selected_genes {unknown[:10]} are not in all_genes['gene_symbol'] and are skipped" + (f" ({hint})" if hint else ""))
@@ -226,7 +227,8 @@ def get_gene_data(
     for (dataset, label), group in all_cells.groupby(["dataset_label", "feature_matrix_label"], sort=True):
         path = abc_atlas_cache.get_file_path(dataset, f"{label}/{data_type}")
         var_names = read_h5ad_var(path).index.astype(str)
-        foreign = [i for i in identifiers if i not in set(var_names)]
+        in_matrix = set(var_names)
+        foreign = [i for i in identifiers if i not in in_matrix]
         if foreign:  # per-species matrices have their own identifiers (human Ensembl, macaque/marmoset NCBI Gene)
             raise DataFormatError(
                 f"all_genes identifiers {foreign[:3]} are not genes of the {label} matrix ({path.name}, identifiers like "

@@ -404,7 +404,7 @@ def read_genes(
     genes = list(genes)
     if not genes:
         raise ParameterError("genes is empty: name at least one gene")
-    repeated = sorted({g for g in genes if genes.count(g) > 1})
+    repeated = sorted(set(pd.Index(genes)[pd.Index(genes).duplicated()]))
     if repeated:
         raise ParameterError(f"genes names {repeated[:5]} more than once")
     path = Path(path)
