@@ -38,6 +38,9 @@ stream
 mouse
     The Allen mouse ISH atlas: the 200 um reference, per-structure summaries ("unionize") of one
     or thousands of grids, and a genes x voxels store packed locally or downloaded in bulk.
+mapping
+    Map your own cells onto a taxonomy (MapMyCells-compatible): reference statistics, markers, hierarchical and flat
+    correlation mapping, Allen's files and command lines.
 patchseq
     Morpho-electric properties of transcriptomic types from Patch-seq cells: features by type, donor-aware tests
     across types, gene-feature correlations.
@@ -53,7 +56,7 @@ from ._session import session_info
 
 __version__ = "0.1.0"
 _SUBMODULES = ("ahba", "autocorrelation", "coexpression", "cross_species", "datasets", "de", "errors", "get", "gsea", "io",
-               "mouse", "normalize", "nulls", "patchseq", "pl", "spatial", "stream", "variograms", "weights")
+               "mapping", "mouse", "normalize", "nulls", "patchseq", "pl", "spatial", "stream", "variograms", "weights")
 __all__ = [*_SUBMODULES, "session_info", "__version__"]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["CPM", "CPT", "LOG2CPM", "NORMALIZATIONS", "check_normalization", "log2_per_total", "log2_per_total_jit",
+__all__ = ["CPM", "CPT", "LOG2CPM", "LOG2CPM_MAX", "NORMALIZATIONS", "check_normalization", "log2_per_total", "log2_per_total_jit",
            "row_totals"]
 
 CPM = 1e6
@@ -22,6 +22,8 @@ CPT = 1e3
 #: The parameter value asking for log2(CPM + 1) on the fly, and the label written to ``uns["normalization"]``.
 LOG2CPM = "log2cpm"
 LOG2CPM_LABEL = "log2(CPM+1)"
+#: The largest log2(CPM + 1) a cell can hold (all its counts in one gene): larger values are not log2(CPM + 1).
+LOG2CPM_MAX = float(np.log2(CPM + 1.0))
 #: Values accepted by ``normalization=`` wherever counts can be normalised while read.
 NORMALIZATIONS = (None, "raw", LOG2CPM)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..errors import DataFormatError, ParameterError
 from ..io.h5ad import open_h5ad
@@ -75,6 +76,14 @@ def iter_blocks(csr: CsrFile, blocks) -> Iterator[tuple[int, int, np.ndarray, np
         for a, b in blocks:
             lo, hi = int(csr.indptr[a]), int(csr.indptr[b])
             yield a, b, data_ds[lo:hi], idx_ds[lo:hi].astype(np.int64, copy=False), csr.indptr[a:b + 1] - lo
+
+
+def memory_blocks(X, chunk_nnz: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Row blocks of an in-memory matrix (any sparse format or dense) in the layout of :func:`iter_blocks`."""
+    X = X if sp.isspmatrix_csr(X) or isinstance(X, sp.csr_array) else sp.csr_matrix(X)
+    for a, b in row_blocks(X.indptr, chunk_nnz):
+        lo, hi = int(X.indptr[a]), int(X.indptr[b])
+        yield a, b, X.data[lo:hi], X.indices[lo:hi].astype(np.int64, copy=False), X.indptr[a:b + 1] - lo
 
 
 def describe(path: str | os.PathLike, layer: str | None = None) -> pd.Series:

@@ -26,7 +26,6 @@ import anndata as ad
 import numba
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from tqdm import tqdm
 
 from .._groups import group_codes
@@ -34,7 +33,7 @@ from ..errors import ParameterError, ParameterTypeError
 from ..io.h5ad import read_h5ad_obs_names, read_h5ad_var
 from .._compat import renamed_parameters, warn_renamed
 from .._log2cpm import CPM, LOG2CPM, LOG2CPM_LABEL, NORMALIZATIONS, check_normalization, log2_per_total_jit, row_totals
-from ..io._csr_blocks import iter_blocks, open_csr, row_blocks
+from ..io._csr_blocks import iter_blocks, memory_blocks, open_csr, row_blocks
 
 __all__ = ["aggregate", "NORMALIZATIONS"]
 
@@ -90,14 +89,6 @@ def _run_blocks(path, key_layer, blocks, codes_by_block, n_groups, n_var, normal
 def _partial(path, layer, blocks, codes_by_block, n_groups, n_var, normalize):
     """One Dask task: the three accumulators of a run of row blocks."""
     return _run_blocks(path, layer, blocks, codes_by_block, n_groups, n_var, normalize)
-
-
-def _in_memory_blocks(X, chunk_nnz):
-    """Row blocks of an in-memory matrix in the layout of ``iter_blocks`` (CSR, any dtype)."""
-    X = sp.csr_matrix(X) if not sp.isspmatrix_csr(X) else X
-    for a, b in row_blocks(X.indptr, chunk_nnz):
-        lo, hi = int(X.indptr[a]), int(X.indptr[b])
-        yield a, b, X.data[lo:hi], X.indices[lo:hi].astype(np.int64, copy=False), X.indptr[a:b + 1] - lo
 
 
 def _accepts_old_order(func):
@@ -202,7 +193,7 @@ def aggregate(
         n_groups, n_var = len(combos), data.n_vars
         X = data.layers[layer] if layer else data.X
         sums, sumsq, nexpr = _run_blocks(None, None, None, None, n_groups, n_var, normalize,
-                                         source=(_in_memory_blocks(X, chunk_nnz), codes))
+                                         source=(memory_blocks(X, chunk_nnz), codes))
         var = data.var
         stored = data.uns.get("normalization", "as stored")
     else:

@@ -1,0 +1,501 @@
+"""Map query cells onto a taxonomy: hierarchical correlation mapping with bootstrapping, flat correlation mapping.
+
+Every correlation is Pearson's, between a cell's log2(CPM + 1) and a leaf cluster's mean log2(CPM + 1)
+(``sum / n_cells`` of the reference statistics), over marker genes measured in the query.
+
+- **Hierarchical** (default): from the root down, at each parent node the cell is correlated with every leaf
+  descending from it over a random ``bootstrap_factor`` share of the node's markers; the best leaf votes for the child
+  it descends from. After ``bootstrap_iteration`` draws the child with most votes is assigned, with
+  ``bootstrapping_probability`` = votes / draws, ``avg_correlation`` = mean correlation of the winning draws and up to
+  ``n_runners_up`` runners-up; ``aggregate_probability`` multiplies the probabilities down the levels. A node with
+  fewer than ``min_markers`` markers in the query borrows those of its ancestors.
+- **Flat** (``flatten=True``): the same vote over all leaves at once, with the markers of every node.
+- ``bootstrap_factor=1.0, bootstrap_iteration=1`` makes either mode deterministic.
+
+The marker subsets of a node are drawn from a generator seeded by ``seed`` and the node, and shared by all cells
+at that node: every cell's result depends on its own expression only, never on the other cells, their order or the
+chunking. (Allen's implementation shares one draw per chunk of cells.)
+
+References
+----------
+cell_type_mapper ``docs/algorithms/hierarchical_mapping.md`` (Allen Institute); Daniel SF et al. (2026) bioRxiv
+10.64898/2026.03.06.710160 (MapMyCells); Yao Z et al. (2023) Nature 624:317 (hierarchical correlation mapping).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._log2cpm import LOG2CPM_MAX, log2_per_total
+from ..errors import DataFormatError, MissingFileError, ParameterError, ParameterTypeError
+from ._tree import ROOT, TaxonomyTree
+from .stats import ReferenceStats, check_mapping_normalization
+
+__all__ = ["map_cells", "MappingResult"]
+
+ALGORITHMS = ("hierarchical", "correlation")
+
+
+@dataclass
+class MappingResult:
+    """Assignments of query cells, with everything Allen's CSV and extended JSON hold.
+
+    Attributes
+    ----------
+    assignments : DataFrame
+        One row per cell (index ``cell_id``), columns in Allen's CSV order: per level ``<level>_label``,
+        ``<level>_name`` (``<leaf>_alias`` after the leaf's name), ``<level>_bootstrapping_probability``,
+        ``<level>_aggregate_probability``, ``<level>_correlation_coefficient``.
+    runners_up : DataFrame
+        Tidy: ``cell_id``, ``level``, ``rank`` (1 = best runner-up), ``label``, ``probability``, ``correlation``.
+    directly_assigned : DataFrame
+        Cells x levels, True where the level was voted on (False where inferred from a lower level).
+    marker_genes : dict
+        Markers used at each parent node (after borrowing), keyed as the lookup.
+    tree : TaxonomyTree
+    config : dict
+    log : list of str
+    """
+
+    assignments: pd.DataFrame
+    runners_up: pd.DataFrame
+    directly_assigned: pd.DataFrame
+    marker_genes: dict
+    tree: TaxonomyTree
+    config: dict
+    log: list = field(default_factory=list)
+    n_unmapped_genes: int = 0
+
+    @property
+    def algorithm(self) -> str:
+        return "correlation" if self.config.get("flatten") else "hierarchical"
+
+    def labels(self, level: str) -> pd.Series:
+        """The assigned label of every cell at ``level``."""
+        self.tree._check_level(level)
+        return self.assignments[f"{level}_label"]
+
+    def to_csv(self, path, **kwargs):
+        """Write Allen's CSV (see :func:`hmba_toolkit.mapping.write_csv`)."""
+        from .results import write_csv
+
+        return write_csv(self, path, **kwargs)
+
+    def to_extended_json(self, path):
+        """Write Allen's extended JSON (see :func:`hmba_toolkit.mapping.write_extended_json`)."""
+        from .results import write_extended_json
+
+        return write_extended_json(self, path)
+
+    def __repr__(self) -> str:
+        return f"MappingResult({len(self.assignments)} cells, {self.algorithm}, levels {self.tree.hierarchy})"
+
+
+@dataclass
+class _Node:
+    key: str
+    markers: np.ndarray          # columns of the query marker matrix
+    leaves: np.ndarray           # rows of the profile matrix
+    child_of_leaf: np.ndarray    # child index of every candidate leaf
+    children: list[str]
+
+
+def map_cells(
+    query: ad.AnnData | str | os.PathLike,
+    stats: ReferenceStats,
+    markers: dict[str, list[str]],
+    *,
+    normalization: str = "raw",
+    flatten: bool = False,
+    drop_level: str | None = None,
+    bootstrap_factor: float = 0.5,
+    bootstrap_iteration: int = 100,
+    seed: int = 11235813,
+    n_runners_up: int = 5,
+    min_markers: int = 10,
+    chunk_size: int = 10_000,
+    query_gene_id_col: str | None = None,
+) -> MappingResult:
+    """Assign every query cell to the taxonomy of a reference (MapMyCells-compatible).
+
+    Parameters
+    ----------
+    query
+        Cells x genes: an AnnData (in memory or backed) or an h5ad path, read ``chunk_size`` cells at a time.
+    stats
+        Reference statistics (:func:`~hmba_toolkit.mapping.read_stats` of Allen's ``precomputed_stats.*.h5`` or
+        :func:`~hmba_toolkit.mapping.precompute_stats`).
+    markers
+        Query markers by parent node (:func:`~hmba_toolkit.mapping.read_query_markers` of Allen's
+        ``query_markers.*.json``, or :func:`~hmba_toolkit.mapping.query_markers`).
+    normalization
+        ``"raw"`` (counts: each cell becomes log2(CPM + 1) over all its genes) or ``"log2CPM"``.
+    flatten
+        Correlation mapping against all leaves at once instead of level by level.
+    drop_level
+        A level to skip while mapping (its assignment is inferred from the level below).
+    bootstrap_factor, bootstrap_iteration
+        Share of markers drawn per iteration and number of iterations (1.0 and 1: deterministic).
+    seed
+        Seed of the marker draws (Allen's ``rng_seed``; the same default).
+    n_runners_up
+        Runners-up reported per level.
+    min_markers
+        A node with fewer markers in the query borrows its ancestors'.
+    chunk_size
+        Cells processed at once (memory ~ chunk_size x markers x 8 bytes).
+    query_gene_id_col
+        A ``var`` column holding the reference's gene identifiers, when ``var_names`` hold something else.
+
+    Returns
+    -------
+    MappingResult
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np, pandas as pd
+    >>> from hmba_toolkit.mapping import precompute_stats, reference_markers, query_markers
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.poisson(1.0, (90, 60)).astype(float)
+    >>> for k in range(3): X[30 * k:30 * (k + 1), 10 * k:10 * (k + 1)] += 20
+    >>> obs = pd.DataFrame({"Class": ["AB"] * 60 + ["C"] * 30, "Type": ["a"] * 30 + ["b"] * 30 + ["c"] * 30},
+    ...                    index=[f"c{i}" for i in range(90)])
+    >>> ref = ad.AnnData(X, obs=obs)
+    >>> stats = precompute_stats(ref, ["Class", "Type"])
+    >>> lookup = query_markers(reference_markers(stats), stats.tree, n_per_utility=5)
+    >>> result = map_cells(ref[::10].copy(), stats, lookup, bootstrap_iteration=20, seed=1)
+    >>> result.labels("Type").tolist()
+    ['a', 'a', 'a', 'b', 'b', 'b', 'c', 'c', 'c']
+
+    References
+    ----------
+    cell_type_mapper ``docs/algorithms/hierarchical_mapping.md``; Daniel SF et al. (2026) bioRxiv
+    10.64898/2026.03.06.710160.
+    """
+    normalization = check_mapping_normalization(normalization)
+    if not isinstance(stats, ReferenceStats):
+        raise ParameterTypeError(f"stats must be a ReferenceStats (read_stats(path)), not {type(stats).__name__}")
+    if not isinstance(markers, dict) or ROOT not in markers:
+        raise ParameterTypeError("markers must be a marker lookup {'None': [...], '<level>/<node>': [...]} "
+                                 "(read_query_markers(path))")
+    if not 0 < bootstrap_factor <= 1:
+        raise ParameterError(f"bootstrap_factor must lie in (0, 1], got {bootstrap_factor}")
+    for name, v in (("bootstrap_iteration", bootstrap_iteration), ("chunk_size", chunk_size)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ParameterError(f"{name} must be a positive integer, got {v!r}")
+    if n_runners_up < 0 or min_markers < 0:
+        raise ParameterError(f"n_runners_up and min_markers must be >= 0, got {n_runners_up} and {min_markers}")
+    _check_lookup(markers, stats)
+    full_tree = stats.tree
+    tree = full_tree
+    if drop_level is not None:
+        tree = tree.drop_level(drop_level)
+    lookup = _lookup_for(markers, full_tree, drop_level, flatten)
+    if flatten:
+        tree = tree.flatten()
+
+    source = _open_query(query)
+    qgenes = _query_genes(source, query_gene_id_col)
+    ref_pos = {g: i for i, g in enumerate(stats.genes)}
+    marker_set = sorted({g for v in lookup.values() for g in v}, key=ref_pos.get)
+    qpos = {}
+    for i, g in enumerate(qgenes):
+        qpos.setdefault(g, i)
+    used = [g for g in marker_set if g in qpos]
+    log: list[str] = []
+    if not used:
+        raise ParameterError(
+            f"none of the {len(marker_set)} marker genes is in the query (query genes look like {qgenes[:3]}, markers "
+            f"like {marker_set[:3]}): the query must use the reference's gene identifiers and species"
+            + ("" if query_gene_id_col else "; name a var column holding them with query_gene_id_col="))
+    missing = len(marker_set) - len(used)
+    if missing:
+        log.append(f"WARNING: {missing} marker genes were not present in the query dataset. They have been ignored")
+    if len(used) < 0.5 * len(marker_set):
+        warnings.warn(f"only {len(used)} of the {len(marker_set)} marker genes are in the query: the mapping rests on "
+                      f"few genes (check the species and identifier type of the query)", stacklevel=2)
+    col_of = {g: k for k, g in enumerate(used)}
+    query_cols = np.array([qpos[g] for g in used])
+    profiles = stats.mean[:, [ref_pos[g] for g in used]]
+    nodes, used_markers = _prepare_nodes(tree, lookup, col_of, stats, min_markers, log)
+
+    levels = full_tree.hierarchy
+    chunks = []
+    for cell_ids, Q in _chunks(source, query_cols, normalization, chunk_size):
+        chunks.append(_map_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, bootstrap_factor, bootstrap_iteration,
+                                 seed, n_runners_up))
+    if not chunks:
+        raise ParameterError("the query has no cells")
+    assign = pd.concat([c[0] for c in chunks])
+    runners = pd.concat([c[1] for c in chunks], ignore_index=True)
+    direct = pd.concat([c[2] for c in chunks])
+    if assign.index.duplicated().any():
+        raise DataFormatError(f"the query repeats cell labels, e.g. {list(assign.index[assign.index.duplicated()][:3])}")
+    columns = ["cell_id"]
+    for lv in levels:
+        columns += [f"{lv}_label", f"{lv}_name"] + ([f"{lv}_alias"] if lv == full_tree.leaf_level else []) + [
+            f"{lv}_bootstrapping_probability", f"{lv}_aggregate_probability", f"{lv}_correlation_coefficient"]
+    assign = assign.reset_index()[columns].set_index("cell_id")
+    config = {"normalization": normalization, "flatten": bool(flatten), "drop_level": drop_level,
+              "bootstrap_factor": bootstrap_factor, "bootstrap_iteration": int(bootstrap_iteration),
+              "rng_seed": int(seed), "n_runners_up": int(n_runners_up), "min_markers": int(min_markers),
+              "chunk_size": int(chunk_size), "query_gene_id_col": query_gene_id_col,
+              "algorithm": "correlation" if flatten else "hierarchical"}
+    return MappingResult(assign, runners, direct, used_markers, full_tree, config, log, n_unmapped_genes=missing)
+
+
+# ---- inputs ---------------------------------------------------------------------------------------------------------
+def _check_lookup(markers: dict, stats: ReferenceStats) -> None:
+    """The lookup's nodes must be the taxonomy's and its genes the statistics file's."""
+    keys = set(stats.tree.parent_keys())
+    nodes = [k for k in markers if k not in ("log", "metadata")]
+    alien = [k for k in nodes if k not in keys]
+    if alien:
+        raise ParameterError(f"the marker lookup and the statistics file do not belong together: nodes {alien[:3]} "
+                             f"are not in the taxonomy ({stats.tree!r}, e.g. {sorted(keys)[:3]})")
+    genes = set(stats.genes)
+    strangers = sorted({g for k in nodes for g in markers[k] if g not in genes})
+    if strangers:
+        raise ParameterError(f"the marker lookup and the statistics file do not belong together: {len(strangers)} "
+                             f"marker genes are not in the statistics file (e.g. {strangers[:3]})")
+
+
+def _lookup_for(markers: dict, tree: TaxonomyTree, drop_level: str | None, flatten: bool) -> dict[str, list[str]]:
+    """The marker lookup of the tree actually mapped (a dropped level's markers join its parent's; flat: all)."""
+    nodes = {k: list(v) for k, v in markers.items() if k not in ("log", "metadata")}
+    if flatten:
+        ref = [g for v in nodes.values() for g in v]
+        return {ROOT: list(dict.fromkeys(ref))}
+    if drop_level is None:
+        return nodes
+    out = {k: v for k, v in nodes.items() if not k.startswith(f"{drop_level}/")}
+    for node in tree.nodes(drop_level):
+        parent_key = tree.parent_key(drop_level, node)
+        out[parent_key] = list(dict.fromkeys(out.get(parent_key, []) + nodes.get(f"{drop_level}/{node}", [])))
+    return out
+
+
+def _prepare_nodes(tree: TaxonomyTree, lookup: dict, col_of: dict, stats: ReferenceStats, min_markers: int,
+                   log: list) -> tuple[dict, dict]:
+    """Candidate leaves, child of each leaf and marker columns of every parent node (borrowing when short)."""
+    leaf_row = {c: i for i, c in enumerate(stats.clusters)}
+    nodes, used = {}, {}
+    for key in tree.parent_keys():
+        if key == ROOT:
+            level, node, child_level = None, None, tree.hierarchy[0]
+            children = tree.nodes(child_level)
+        else:
+            level, node = key.split("/", 1)
+            child_level = tree.hierarchy[tree.hierarchy.index(level) + 1]
+            children = tree.children(level, node)
+        leaves, child_of = [], []
+        for k, child in enumerate(children):
+            under = [child] if child_level == tree.leaf_level else tree.leaves_under(child_level, child)
+            leaves += [leaf_row[c] for c in under]
+            child_of += [k] * len(under)
+        genes = [g for g in lookup.get(key, []) if g in col_of]
+        borrowed, up = [], key
+        while len(genes) < min_markers and up != ROOT:
+            up_level, up_node = up.split("/", 1)
+            up = tree.parent_key(up_level, up_node)
+            borrowed.append(up)
+            genes = list(dict.fromkeys(genes + [g for g in lookup.get(up, []) if g in col_of]))
+        if borrowed:
+            log.append(f"WARNING: parent node '{key}' had too few markers in query set; augmenting with markers from "
+                       f"{borrowed}")
+        if not genes and len(children) > 1:
+            raise ParameterError(f"no marker gene of node {key!r} or of its ancestors is in the query: it cannot be mapped")
+        cols = np.array(sorted(col_of[g] for g in genes), dtype=np.int64)
+        nodes[key] = _Node(key, cols, np.array(leaves), np.array(child_of), list(children))
+        used[key] = sorted(genes)
+    return nodes, used
+
+
+def _open_query(query):
+    if isinstance(query, ad.AnnData):
+        return query
+    if isinstance(query, (str, os.PathLike)):
+        path = Path(query)
+        if not path.is_file():
+            raise MissingFileError(f"{path}: no such query h5ad")
+        try:
+            return ad.read_h5ad(path, backed="r")
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataFormatError(f"{path}: cannot be read as an h5ad ({exc})") from None
+    raise ParameterTypeError(f"query must be an AnnData or an h5ad path, not {type(query).__name__}")
+
+
+def _query_genes(source: ad.AnnData, column: str | None) -> list[str]:
+    if source.n_obs == 0:
+        raise ParameterError("the query has no cells")
+    if column is None:
+        return [str(g) for g in source.var_names]
+    if column not in source.var.columns:
+        raise ParameterError(f"query_gene_id_col={column!r} is not a var column; columns: {list(source.var.columns)}")
+    return [str(g) for g in source.var[column]]
+
+
+def _chunks(source: ad.AnnData, cols: np.ndarray, normalization: str, chunk_size: int) -> Iterator:
+    """(cell ids, cells x markers log2(CPM+1)) for each block of ``chunk_size`` cells."""
+    for a in range(0, source.n_obs, chunk_size):
+        b = min(a + chunk_size, source.n_obs)
+        X = source.X[a:b]
+        X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
+        X = X.astype(np.float64)
+        vals = X.data
+        if vals.size and not np.isfinite(vals).all():
+            raise DataFormatError(f"query cells {a}-{b}: the expression holds NaN or infinite values")
+        if vals.size and vals.min() < 0:
+            raise DataFormatError(f"query cells {a}-{b}: negative values ({vals.min():g}); counts and log2(CPM+1) are >= 0")
+        M = X[:, cols].toarray()
+        if normalization == "raw":
+            if vals.size and (vals % 1 != 0).any():
+                raise ParameterError(f"normalization='raw' but the query holds non-integer values (e.g. "
+                                     f"{vals[vals % 1 != 0][0]:g}): pass normalization='log2CPM' for log2(CPM+1) data")
+            totals = np.asarray(X.sum(axis=1)).ravel()
+            empty = totals == 0
+            if empty.any():
+                raise ParameterError(f"{int(empty.sum())} query cells have no counts at all (e.g. "
+                                     f"{list(source.obs_names[a:b][empty][:3])}): remove them before mapping")
+            M = log2_per_total(M, totals[:, None])
+        elif vals.size and vals.max() > LOG2CPM_MAX + 1e-6:
+            raise ParameterError(f"normalization='log2CPM' but query values reach {vals.max():g}, above "
+                                 f"log2(1e6 + 1) = 19.93: these look like counts; pass normalization='raw'")
+        yield pd.Index(source.obs_names[a:b].astype(str), name="cell_id"), M
+
+
+# ---- the vote -------------------------------------------------------------------------------------------------------
+def _correlate(Q: np.ndarray, P: np.ndarray, dtype) -> np.ndarray:
+    """Pearson correlation of every row of Q with every row of P (NaN where a row is constant)."""
+    Qc = Q - Q.mean(axis=1, keepdims=True)
+    Pc = P - P.mean(axis=1, keepdims=True)
+    qn = np.sqrt(np.einsum("ij,ij->i", Qc, Qc))
+    pn = np.sqrt(np.einsum("ij,ij->i", Pc, Pc))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Qc /= qn[:, None]
+        Pc /= pn[:, None]
+    return (Qc.astype(dtype, copy=False) @ Pc.T.astype(dtype, copy=False)).astype(np.float64, copy=False)
+
+
+def _vote(Q, profiles, node: _Node, factor, iterations, seed):
+    n, n_children = Q.shape[0], len(node.children)
+    votes = np.zeros((n, n_children))
+    csum = np.zeros((n, n_children))
+    m = node.markers.size
+    k = m if factor >= 1 else max(1, int(round(factor * m)))
+    rng = np.random.default_rng([seed, zlib.crc32(node.key.encode())])
+    dtype = np.float64 if iterations == 1 else np.float32
+    rows = np.arange(n)
+    P = profiles[node.leaves]
+    for _ in range(iterations):
+        S = node.markers if k == m else np.sort(rng.choice(node.markers, size=k, replace=False))
+        C = _correlate(Q[:, S], P[:, S], dtype)
+        best = np.argmax(np.where(np.isnan(C), -np.inf, C), axis=1)
+        child = node.child_of_leaf[best]
+        votes[rows, child] += 1
+        csum[rows, child] += C[rows, best]
+    return votes, csum
+
+
+def _mean_correlation(votes: np.ndarray, csum: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(votes > 0, csum / votes, np.nan)
+
+
+def _winner(votes: np.ndarray, csum: np.ndarray) -> np.ndarray:
+    """Most votes; ties go to the higher mean correlation (a term < 1 never outweighs a vote)."""
+    score = votes + (np.nan_to_num(_mean_correlation(votes, csum), nan=-1.0) + 1.0) / 4.0
+    return np.argmax(score, axis=1)
+
+
+def _runners_up(votes: np.ndarray, csum: np.ndarray, win: np.ndarray, n: int):
+    """Up to ``n`` other candidates with votes, best first: (indexes, probabilities, mean correlations, valid)."""
+    avg = _mean_correlation(votes, csum)
+    score = votes + (np.nan_to_num(avg, nan=-1.0) + 1.0) / 4.0
+    score[np.arange(len(win)), win] = -np.inf
+    ru = np.argsort(-score, axis=1, kind="stable")[:, :min(n, max(votes.shape[1] - 1, 0))]
+    ru_votes = np.take_along_axis(votes, ru, axis=1)
+    iterations = votes.sum(axis=1, keepdims=True)
+    return ru, ru_votes / iterations, np.take_along_axis(avg, ru, axis=1), ru_votes > 0
+
+
+def _map_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iterations, seed, n_runners_up):
+    n = Q.shape[0]
+    levels = full_tree.hierarchy
+    label = {lv: np.empty(n, dtype=object) for lv in levels}
+    prob = {lv: np.full(n, np.nan) for lv in levels}
+    corr = {lv: np.full(n, np.nan) for lv in levels}
+    direct = {lv: np.zeros(n, bool) for lv in levels}
+    runner_rows = []
+    current = np.full(n, ROOT, dtype=object)
+    mapped = tree.hierarchy
+    for depth, child_level in enumerate(mapped):
+        upper = None if depth == 0 else mapped[depth - 1]
+        # levels of the full taxonomy between the mapped parent and the mapped child are inferred from the child
+        inferred = levels[(levels.index(upper) + 1) if upper else 0: levels.index(child_level)]
+        for key in pd.unique(current):
+            node = nodes[key]
+            idx = np.flatnonzero(current == key)
+            votes, csum = _vote(Q[idx], profiles, node, factor, iterations, seed)
+            win = _winner(votes, csum)
+            rows = np.arange(len(idx))
+            children = np.array(node.children, dtype=object)
+            label[child_level][idx] = children[win]
+            prob[child_level][idx] = votes[rows, win] / iterations
+            corr[child_level][idx] = _mean_correlation(votes, csum)[rows, win]
+            direct[child_level][idx] = True
+            runner_rows.append(_runners(cell_ids[idx], child_level, children,
+                                        *_runners_up(votes, csum, win, n_runners_up)))
+            for lv in inferred:
+                # the inferred node is the winner's ancestor; its probability counts the draws of all its children
+                anc = np.array([full_tree.ancestors(_a_leaf(tree, child_level, ch))[lv] for ch in node.children],
+                               dtype=object)
+                groups, inv = np.unique(anc, return_inverse=True)
+                agg = sp.csr_matrix((np.ones(len(anc)), (np.arange(len(anc)), inv)), shape=(len(anc), len(groups)))
+                gv, gc = votes @ agg, csum @ agg
+                w = inv[win]
+                label[lv][idx] = groups[w]
+                prob[lv][idx] = gv[rows, w] / iterations
+                corr[lv][idx] = _mean_correlation(gv, gc)[rows, w]
+                runner_rows.append(_runners(cell_ids[idx], lv, groups, *_runners_up(gv, gc, w, n_runners_up)))
+            current[idx] = [f"{child_level}/{x}" for x in children[win]]
+    out = {}
+    running = np.ones(n)
+    for lv in levels:
+        # the product of the voted probabilities down to this level (an inferred level: times its own)
+        agg_p = running * prob[lv]
+        if direct[lv].all():
+            running = agg_p
+        out[f"{lv}_label"] = label[lv]
+        out[f"{lv}_name"] = [full_tree.name(lv, x) for x in label[lv]]
+        if lv == full_tree.leaf_level:
+            out[f"{lv}_alias"] = [full_tree.alias(lv, x) for x in label[lv]]
+        out[f"{lv}_bootstrapping_probability"] = prob[lv]
+        out[f"{lv}_aggregate_probability"] = agg_p
+        out[f"{lv}_correlation_coefficient"] = corr[lv]
+    frame = pd.DataFrame(out, index=cell_ids)
+    directly = pd.DataFrame(direct, index=cell_ids)
+    runner_rows = [r for r in runner_rows if len(r)] or [_runners([], "", [], np.zeros((0, 0), dtype=np.int64),
+                                                                  *([np.zeros((0, 0))] * 3))]
+    return frame, pd.concat(runner_rows, ignore_index=True), directly
+
+
+def _a_leaf(tree: TaxonomyTree, level: str, node: str) -> str:
+    return node if level == tree.leaf_level else tree.leaves_under(level, node)[0]
+
+
+def _runners(cells, level, labels, ru, ru_p, ru_c, ok) -> pd.DataFrame:
+    r, k = np.nonzero(ok)
+    return pd.DataFrame({"cell_id": np.asarray(cells, dtype=object)[r], "level": level, "rank": k + 1,
+                         "label": np.asarray(labels, dtype=object)[ru[r, k]], "probability": ru_p[r, k],
+                         "correlation": ru_c[r, k]})

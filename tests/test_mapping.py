@@ -1,0 +1,273 @@
+"""hmba_toolkit.mapping against Allen's own cell_type_mapper 1.7.1 outputs (tests/data/mapmycells, README there)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from hmba_toolkit import mapping
+from hmba_toolkit.errors import DataFormatError, HmbaToolkitError, ParameterError
+
+LEVELS = ["Subclass", "Group", "Cluster"]
+#: Allen's CSV holds 4 decimals: a correlation equal to 1e-6 differs from it by at most half a unit of the 4th.
+CSV_TOL = 5e-5 + 1e-6
+
+
+@pytest.fixture(scope="module")
+def golden(fixtures_dir):
+    return fixtures_dir / "mapmycells"
+
+
+@pytest.fixture(scope="module")
+def allen_stats(golden):
+    return mapping.read_stats(golden / "precomputed_stats.h5")
+
+
+@pytest.fixture(scope="module")
+def allen_lookup(golden):
+    return mapping.read_query_markers(golden / "query_markers.json")
+
+
+@pytest.fixture(scope="module")
+def query(golden):
+    return ad.read_h5ad(golden / "query.h5ad")
+
+
+@pytest.fixture(scope="module")
+def ours(golden):
+    """Our whole pipeline on Allen's reference: statistics, reference markers, query markers."""
+    ref = ad.read_h5ad(golden / "reference.h5ad")
+    stats = mapping.precompute_stats(ref, LEVELS)
+    markers = mapping.reference_markers(stats)
+    return stats, markers, mapping.query_markers(markers, stats.tree)
+
+
+def _allen(golden, name):
+    return pd.read_csv(golden / f"result_{name}.csv", comment="#").set_index("cell_id")
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("flat", dict(flatten=True, bootstrap_factor=1.0, bootstrap_iteration=1)),
+    ("hier_det", dict(bootstrap_factor=1.0, bootstrap_iteration=1)),
+])
+def test_deterministic_modes_reproduce_allen_cell_for_cell(golden, allen_stats, allen_lookup, query, name, kwargs):
+    allen = _allen(golden, name)
+    result = mapping.map_cells(query, allen_stats, allen_lookup, **kwargs).assignments.loc[allen.index]
+    for level in LEVELS:
+        assert (result[f"{level}_label"] == allen[f"{level}_label"]).all(), level
+        np.testing.assert_allclose(result[f"{level}_correlation_coefficient"], allen[f"{level}_correlation_coefficient"],
+                                   atol=CSV_TOL, rtol=0)
+        np.testing.assert_array_equal(result[f"{level}_bootstrapping_probability"],
+                                      allen[f"{level}_bootstrapping_probability"])
+
+
+def test_bootstrapped_mode_agrees_with_allen_as_well_as_allen_agrees_with_itself(golden, allen_stats, allen_lookup,
+                                                                                  query):
+    seed1, seed2 = _allen(golden, "hier_boot"), _allen(golden, "hier_boot_seed2").loc[_allen(golden, "hier_boot").index]
+    result = mapping.map_cells(query, allen_stats, allen_lookup).assignments.loc[seed1.index]
+    for level in LEVELS:
+        allen_vs_allen = (seed1[f"{level}_label"] == seed2[f"{level}_label"]).mean()
+        ours_vs_allen = (result[f"{level}_label"] == seed1[f"{level}_label"]).mean()
+        assert ours_vs_allen >= allen_vs_allen - 0.01, (level, ours_vs_allen, allen_vs_allen)
+        # the probabilities are the same statistic: their distributions agree
+        diff = np.abs(result[f"{level}_bootstrapping_probability"] - seed1[f"{level}_bootstrapping_probability"])
+        allen_diff = np.abs(seed2[f"{level}_bootstrapping_probability"] - seed1[f"{level}_bootstrapping_probability"])
+        assert diff.mean() <= allen_diff.mean() * 1.5 + 1e-3, level
+
+
+def test_statistics_equal_allens_to_float_precision(allen_stats, ours):
+    stats = ours[0]
+    assert stats.clusters == allen_stats.clusters and stats.genes == allen_stats.genes
+    np.testing.assert_array_equal(stats.n_cells, allen_stats.n_cells)
+    for name in ("sum", "sumsq"):
+        np.testing.assert_allclose(getattr(stats, name), getattr(allen_stats, name), rtol=1e-6, atol=1e-4)
+    for name in ("gt0", "gt1", "ge1"):
+        np.testing.assert_array_equal(getattr(stats, name), getattr(allen_stats, name))
+    assert stats.tree.data["Group"] == allen_stats.tree.data["Group"]
+
+
+def test_markers_equal_allens_gene_for_gene(golden, allen_stats, allen_lookup, ours):
+    _, markers, lookup = ours
+    theirs = mapping.read_reference_markers(golden / "reference_markers.h5")
+    assert theirs.clusters == markers.clusters
+    assert (markers.up != theirs.up).nnz == 0 and (markers.down != theirs.down).nnz == 0
+    assert markers.up.nnz + markers.down.nnz == 18580
+    assert sorted(lookup) == sorted(allen_lookup)
+    for key in allen_lookup:
+        assert sorted(lookup[key]) == sorted(allen_lookup[key]), key
+
+
+def test_own_pipeline_is_as_accurate_as_allens(golden, query, ours):
+    stats, _, lookup = ours
+    truth = pd.read_csv(golden / "query_truth.csv").set_index("cell_id")
+    allen = _allen(golden, "hier_boot").loc[truth.index]
+    result = mapping.map_cells(query, stats, lookup).assignments.loc[truth.index]
+    for level in LEVELS:
+        acc = (result[f"{level}_label"] == truth[level]).mean()
+        allen_acc = (allen[f"{level}_label"] == truth[level]).mean()
+        assert acc >= allen_acc - 0.01, (level, acc, allen_acc)
+    assert (result["Group_label"] == truth["Group"]).mean() == 1.0
+
+
+def test_results_ignore_cell_order_chunking_and_container(allen_stats, allen_lookup, query):
+    base = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=20, chunk_size=5000).assignments
+    order = np.random.default_rng(3).permutation(query.n_obs)
+    shuffled = query[order].copy()
+    shuffled.X = sp.csc_matrix(shuffled.X)
+    other = mapping.map_cells(shuffled, allen_stats, allen_lookup, bootstrap_iteration=20, chunk_size=97).assignments
+    pd.testing.assert_frame_equal(other.loc[base.index], base, check_exact=False, rtol=1e-5, atol=1e-6)
+    dense = query.copy()
+    dense.X = query.X.toarray()
+    again = mapping.map_cells(dense, allen_stats, allen_lookup, bootstrap_iteration=20).assignments
+    pd.testing.assert_frame_equal(again, base, check_exact=False, rtol=1e-5, atol=1e-6)
+
+
+def test_log2cpm_queries_give_the_raw_result(allen_stats, allen_lookup, query):
+    counts = query.X.toarray().astype(np.float64)
+    logged = ad.AnnData(np.log2(counts / counts.sum(1, keepdims=True) * 1e6 + 1), obs=query.obs, var=query.var)
+    a = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=1, bootstrap_factor=1.0).assignments
+    b = mapping.map_cells(logged, allen_stats, allen_lookup, normalization="log2CPM", bootstrap_iteration=1,
+                          bootstrap_factor=1.0).assignments
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_files_have_allens_layout(golden, allen_stats, allen_lookup, query, tmp_path):
+    result = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=10)
+    result.to_csv(tmp_path / "r.csv", verbose=True, metadata_path=tmp_path / "r.json")
+    result.to_extended_json(tmp_path / "r.json")
+    ours_lines = (tmp_path / "r.csv").read_text().splitlines()
+    allen_lines = (golden / "result_hier_boot.csv").read_text().splitlines()
+    assert ours_lines[0] == "# metadata = r.json" and ours_lines[1] == allen_lines[1]
+    assert ours_lines[2].startswith("# algorithm: 'hierarchical'; codebase: ")
+    assert ours_lines[3] == allen_lines[3]  # the column header, byte for byte
+    back = pd.read_csv(tmp_path / "r.csv", comment="#")
+    assert list(back.columns) == list(pd.read_csv(golden / "result_hier_boot.csv", comment="#").columns)
+    assert len(back) == query.n_obs
+    theirs = json.loads((golden / "result_hier_boot.head.json").read_text())
+    mine = json.loads((tmp_path / "r.json").read_text())
+    assert set(mine) == set(theirs)
+    assert mine["results"][0].keys() == theirs["results"][0].keys()
+    for level in LEVELS:
+        assert mine["results"][0][level].keys() == theirs["results"][0][level].keys()
+    cell = next(c for c in mine["results"] if c["Cluster"]["runner_up_assignment"])
+    ru = cell["Cluster"]
+    assert ru["runner_up_probability"] == sorted(ru["runner_up_probability"], reverse=True)
+    assert ru["bootstrapping_probability"] + sum(ru["runner_up_probability"]) <= 1 + 1e-9
+    # statistics files written by us read back unchanged
+    out = allen_stats.write(tmp_path / "stats.h5")
+    again = mapping.read_stats(out)
+    np.testing.assert_array_equal(again.sum, allen_stats.sum)
+    with h5py.File(out) as f:
+        assert {"metadata", "taxonomy_tree", "cluster_to_row", "col_names", "n_cells", "sum", "sumsq", "gt0", "gt1",
+                "ge1"} <= set(f)
+
+
+def test_reference_markers_file_round_trips(ours, tmp_path):
+    markers = ours[1]
+    back = mapping.read_reference_markers(markers.write(tmp_path / "m.h5"))
+    assert (back.up != markers.up).nnz == 0 and (back.down != markers.down).nnz == 0
+
+
+def test_flatten_and_drop_level_fill_every_level_from_the_tree(allen_stats, allen_lookup, query):
+    tree = allen_stats.tree
+    for kwargs in (dict(flatten=True), dict(drop_level="Group")):
+        result = mapping.map_cells(query[:200].copy(), allen_stats, allen_lookup, bootstrap_iteration=10, **kwargs)
+        a = result.assignments
+        for leaf, sub, grp in zip(a["Cluster_label"], a["Subclass_label"], a["Group_label"]):
+            assert tree.ancestors(leaf) == {"Subclass": sub, "Group": grp, "Cluster": leaf}
+        inferred = "Subclass" if kwargs.get("flatten") else "Group"
+        assert not result.directly_assigned[inferred].any() and result.directly_assigned["Cluster"].all()
+        # an inferred level is at least as certain as the level below it
+        assert (a[f"{inferred}_bootstrapping_probability"] >= a["Cluster_bootstrapping_probability"] - 1e-12).all()
+
+
+def test_command_lines_take_allens_argument_names(golden, tmp_path):
+    run = [sys.executable, "-m", "hmba_toolkit.mapping.pipeline", "--h5ad_path", str(golden / "reference.h5ad"),
+           "--hierarchy", json.dumps(LEVELS), "--normalization", "raw", "--output_dir", str(tmp_path / "ref")]
+    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
+    run = [sys.executable, "-m", "hmba_toolkit.mapping", "--query_path", str(golden / "query.h5ad"),
+           "--precomputed_stats.path", str(tmp_path / "ref" / "precomputed_stats.h5"),
+           "--query_markers.serialized_lookup", str(tmp_path / "ref" / "query_markers.json"),
+           "--csv_result_path", str(tmp_path / "r.csv"), "--extended_result_path", str(tmp_path / "r.json"),
+           "--flatten", "True", "--verbose_csv", "True", "--type_assignment.normalization", "raw",
+           "--type_assignment.bootstrap_iteration", "1", "--type_assignment.bootstrap_factor", "1.0",
+           "--type_assignment.n_processors", "1", "--type_assignment.chunk_size", "5000", "--max_gb", "10"]
+    done = subprocess.run(run, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    ours = pd.read_csv(tmp_path / "r.csv", comment="#").set_index("cell_id")
+    allen = _allen(golden, "flat")
+    assert (ours.loc[allen.index, "Cluster_label"] == allen["Cluster_label"]).all()
+    bad = subprocess.run(run[:4] + ["/nonexistent.h5ad"] + run[5:], capture_output=True, text=True)
+    assert bad.returncode == 1 and "nonexistent.h5ad" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ---- bad input ------------------------------------------------------------------------------------------------------
+def test_query_with_symbols_or_another_species_is_refused_with_counts(allen_stats, allen_lookup, query):
+    wrong = query.copy()
+    wrong.var_names = [f"GENE{i}" for i in range(wrong.n_vars)]
+    with pytest.raises(ParameterError, match=r"none of the \d+ marker genes is in the query.*query_gene_id_col"):
+        mapping.map_cells(wrong, allen_stats, allen_lookup)
+    few = query[:, query.var_names[:700]].copy()
+    with pytest.warns(UserWarning, match=r"only \d+ of the \d+ marker genes are in the query"):
+        mapping.map_cells(few, allen_stats, allen_lookup, bootstrap_iteration=2)
+    wrong.var["gene_identifier"] = list(query.var_names)
+    ok = mapping.map_cells(wrong, allen_stats, allen_lookup, bootstrap_iteration=1, bootstrap_factor=1.0,
+                           query_gene_id_col="gene_identifier")
+    assert len(ok.assignments) == query.n_obs
+
+
+def test_stats_and_markers_that_do_not_belong_together(allen_stats, allen_lookup, query):
+    alien = dict(allen_lookup)
+    alien["Group/Group_9.9"] = allen_lookup["None"]
+    with pytest.raises(ParameterError, match="do not belong together.*Group/Group_9.9"):
+        mapping.map_cells(query, allen_stats, alien)
+    alien = {k: v + ["ENSG99999999999"] for k, v in allen_lookup.items()}
+    with pytest.raises(ParameterError, match="do not belong together.*ENSG99999999999"):
+        mapping.map_cells(query, allen_stats, alien)
+
+
+def test_taxonomy_that_is_not_a_tree():
+    obs = pd.DataFrame({"Class": ["A", "A", "B", "B"], "Type": ["t1", "t2", "t2", "t3"]}, index=list("abcd"))
+    with pytest.raises(DataFormatError, match=r"not a tree: Type 't2' sits under Class \['A', 'B'\]"):
+        mapping.precompute_stats(ad.AnnData(np.ones((4, 3)), obs=obs), ["Class", "Type"])
+    with pytest.raises(ParameterError, match="no column.*'Typ'.*did you mean"):
+        mapping.precompute_stats(ad.AnnData(np.ones((4, 3)), obs=obs), ["Class", "Typ"])
+
+
+def test_empty_query_and_wrong_normalisation(allen_stats, allen_lookup, query):
+    with pytest.raises(ParameterError, match="no cells"):
+        mapping.map_cells(query[:0].copy(), allen_stats, allen_lookup)
+    logged = query[:50].copy()
+    logged.X = np.log1p(logged.X.toarray())
+    with pytest.raises(ParameterError, match="normalization='raw' but the query holds non-integer values"):
+        mapping.map_cells(logged, allen_stats, allen_lookup)
+    with pytest.raises(ParameterError, match="normalization='log2CPM' but query values reach .* look like counts"):
+        mapping.map_cells(query[:50].copy(), allen_stats, allen_lookup, normalization="log2CPM")
+    with pytest.raises(ParameterError, match="normalization must be 'raw'"):
+        mapping.map_cells(query, allen_stats, allen_lookup, normalization="log1p")
+    empty_cell = query[:5].copy()
+    empty_cell.X = sp.csr_matrix(empty_cell.X.shape)
+    with pytest.raises(ParameterError, match="5 query cells have no counts"):
+        mapping.map_cells(empty_cell, allen_stats, allen_lookup)
+
+
+def test_damaged_or_foreign_files_are_named(tmp_path, golden):
+    bad = tmp_path / "stats.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(DataFormatError, match="stats.h5"):
+        mapping.read_stats(bad)
+    with pytest.raises(DataFormatError, match="not a precomputed_stats file"):
+        mapping.read_stats(golden / "reference_markers.h5")
+    with pytest.raises(HmbaToolkitError, match="no such query markers file"):
+        mapping.read_query_markers(tmp_path / "missing.json")
+    (tmp_path / "m.json").write_text('{"a": 1}')
+    with pytest.raises(DataFormatError, match="'None' \\(root\\) entry"):
+        mapping.read_query_markers(tmp_path / "m.json")
