@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anndata as ad
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._log2cpm import LOG2CPM_MAX, log2_per_total
+from .._log2cpm import CPM, LOG2CPM_MAX, log2_per_total_jit
 from ..errors import DataFormatError, MissingFileError, ParameterError, ParameterTypeError
 from ._tree import ROOT, TaxonomyTree
 from .stats import ReferenceStats, check_mapping_normalization
@@ -246,6 +247,15 @@ def map_cells(
         columns += [f"{lv}_label", f"{lv}_name"] + ([f"{lv}_alias"] if lv == full_tree.leaf_level else []) + [
             f"{lv}_bootstrapping_probability", f"{lv}_aggregate_probability", f"{lv}_correlation_coefficient"]
     assign = assign.reset_index()[columns].set_index("cell_id")
+    silent = np.zeros(len(assign), bool)
+    for lv in levels:
+        silent |= (assign[f"{lv}_bootstrapping_probability"] == 0).to_numpy()
+    if silent.any():
+        msg = (f"{int(silent.sum())} cells express none of a node's drawn markers in any draw (e.g. "
+               f"{list(assign.index[silent][:3])}): below that node their labels are arbitrary and their "
+               f"bootstrapping probability is 0")
+        log.append(f"WARNING: {msg}")
+        warnings.warn(msg, stacklevel=2)
     config = {"normalization": normalization, "flatten": bool(flatten), "drop_level": drop_level,
               "bootstrap_factor": bootstrap_factor, "bootstrap_iteration": int(bootstrap_iteration),
               "rng_seed": int(seed), "n_runners_up": int(n_runners_up), "min_markers": int(min_markers),
@@ -345,66 +355,231 @@ def _query_genes(source: ad.AnnData, column: str | None) -> list[str]:
     return [str(g) for g in source.var[column]]
 
 
+@numba.njit(cache=True, nogil=True)
+def _marker_block(data, indices, indptr, keep, raw, out):
+    """Fill ``out`` (cells x markers, zeros) with each cell's marker values, as log2(CPM + 1) when ``raw``.
+
+    One pass over the stored values. Returns the cell totals and flags: 1 NaN or infinite, 2 negative, 4 a
+    non-integer marker count, 8 a cell without counts; and the largest value.
+    """
+    n = indptr.size - 1
+    totals = np.zeros(n)
+    flags = 0
+    largest = 0.0
+    for r in range(n):
+        t = 0.0
+        for k in range(indptr[r], indptr[r + 1]):
+            v = np.float64(data[k])
+            if not np.isfinite(v):
+                flags |= 1
+            elif v < 0:
+                flags |= 2
+            t += v
+            if v > largest:
+                largest = v
+        totals[r] = t
+        if raw and t == 0.0:
+            flags |= 8
+            continue
+        for k in range(indptr[r], indptr[r + 1]):
+            j = keep[indices[k]]
+            if j < 0:
+                continue
+            v = np.float64(data[k])
+            if raw:
+                if v != np.floor(v):
+                    flags |= 4
+                out[r, j] = log2_per_total_jit(v, t, CPM)
+            else:
+                out[r, j] = v
+    return totals, flags, largest
+
+
+def _rows(X, a: int, b: int):
+    """data, indices and row pointer of rows [a, b) of a matrix (views of an in-memory CSR; else read)."""
+    if sp.issparse(X) and X.format == "csr":
+        lo, hi = int(X.indptr[a]), int(X.indptr[b])
+        return X.data[lo:hi], X.indices[lo:hi], X.indptr[a:b + 1] - lo
+    block = X[a:b]
+    block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+    return block.data, block.indices, block.indptr
+
+
 def _chunks(source: ad.AnnData, cols: np.ndarray, normalization: str, chunk_size: int) -> Iterator:
     """(cell ids, cells x markers log2(CPM+1)) for each block of ``chunk_size`` cells."""
+    keep = np.full(source.n_vars, -1, dtype=np.int64)
+    keep[cols] = np.arange(cols.size)
+    raw = normalization == "raw"
     for a in range(0, source.n_obs, chunk_size):
         b = min(a + chunk_size, source.n_obs)
-        X = source.X[a:b]
-        X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
-        X = X.astype(np.float64)
-        vals = X.data
-        if vals.size and not np.isfinite(vals).all():
-            raise DataFormatError(f"query cells {a}-{b}: the expression holds NaN or infinite values")
-        if vals.size and vals.min() < 0:
-            raise DataFormatError(f"query cells {a}-{b}: negative values ({vals.min():g}); counts and log2(CPM+1) are >= 0")
-        M = X[:, cols].toarray()
-        if normalization == "raw":
-            if vals.size and (vals % 1 != 0).any():
-                raise ParameterError(f"normalization='raw' but the query holds non-integer values (e.g. "
-                                     f"{vals[vals % 1 != 0][0]:g}): pass normalization='log2CPM' for log2(CPM+1) data")
-            totals = np.asarray(X.sum(axis=1)).ravel()
+        data, indices, indptr = _rows(source.X, a, b)
+        M = np.zeros((b - a, cols.size))
+        totals, flags, largest = _marker_block(data, indices, indptr.astype(np.int64), keep, raw, M)
+        where = f"query cells {a}-{b}"
+        if flags & 1:
+            raise DataFormatError(f"{where}: the expression holds NaN or infinite values")
+        if flags & 2:
+            raise DataFormatError(f"{where}: negative values ({data.min():g}); counts and log2(CPM+1) are >= 0")
+        if flags & 4:
+            raise ParameterError("normalization='raw' but the query holds non-integer values: pass "
+                                 "normalization='log2CPM' for log2(CPM+1) data")
+        if flags & 8:
             empty = totals == 0
-            if empty.any():
-                raise ParameterError(f"{int(empty.sum())} query cells have no counts at all (e.g. "
-                                     f"{list(source.obs_names[a:b][empty][:3])}): remove them before mapping")
-            M = log2_per_total(M, totals[:, None])
-        elif vals.size and vals.max() > LOG2CPM_MAX + 1e-6:
-            raise ParameterError(f"normalization='log2CPM' but query values reach {vals.max():g}, above "
+            raise ParameterError(f"{int(empty.sum())} query cells have no counts at all (e.g. "
+                                 f"{list(source.obs_names[a:b][empty][:3])}): remove them before mapping")
+        if not raw and largest > LOG2CPM_MAX + 1e-6:
+            raise ParameterError(f"normalization='log2CPM' but query values reach {largest:g}, above "
                                  f"log2(1e6 + 1) = 19.93: these look like counts; pass normalization='raw'")
         yield pd.Index(source.obs_names[a:b].astype(str), name="cell_id"), M
 
 
 # ---- the vote -------------------------------------------------------------------------------------------------------
-def _correlate(Q: np.ndarray, P: np.ndarray, dtype) -> np.ndarray:
-    """Pearson correlation of every row of Q with every row of P (NaN where a row is constant)."""
-    Qc = Q - Q.mean(axis=1, keepdims=True)
+def _unit_profiles(P: np.ndarray) -> np.ndarray:
+    """Rows centred and scaled to unit norm (rows without variance become zeros)."""
     Pc = P - P.mean(axis=1, keepdims=True)
-    qn = np.sqrt(np.einsum("ij,ij->i", Qc, Qc))
-    pn = np.sqrt(np.einsum("ij,ij->i", Pc, Pc))
+    norm = np.sqrt(np.einsum("ij,ij->i", Pc, Pc))
     with np.errstate(invalid="ignore", divide="ignore"):
-        Qc /= qn[:, None]
-        Pc /= pn[:, None]
-    return (Qc.astype(dtype, copy=False) @ Pc.T.astype(dtype, copy=False)).astype(np.float64, copy=False)
+        return np.where(norm[:, None] > 0, Pc / norm[:, None], 0.0)
+
+
+#: Leaves whose float32 scores come within this share of the cell's norm of the best one are compared again in
+#: float64, so that rounding (which can differ with the number of cells in a matrix product) never picks the winner.
+_NEAR_TIE = 1e-4
+#: A cell whose centred sum of squares over the drawn genes is below this share of its sum of squares is constant
+_CONSTANT = 1e-5
+
+
+def _settle(scores: np.ndarray, norm: np.ndarray, exact) -> tuple[np.ndarray, np.ndarray]:
+    """Best column of each row of ``scores`` and its score; near ties settled by ``exact(rows)`` (float64 scores)."""
+    best = np.argmax(scores, axis=1)
+    top = scores[np.arange(scores.shape[0]), best].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        near = np.count_nonzero(scores >= (top - _NEAR_TIE * norm)[:, None].astype(scores.dtype), axis=1) > 1
+    if near.any():
+        idx = np.flatnonzero(near)
+        again = exact(idx)
+        best[idx] = np.argmax(again, axis=1)
+        top[idx] = again[np.arange(idx.size), best[idx]]
+    return best, top
+
+
+def _cell_norms(GT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Norm of each cell's centred values over the genes (rows) of GT, and its raw sum of squares."""
+    k = GT.shape[0]
+    sums = GT.sum(axis=0, dtype=np.float64)
+    squares = np.einsum("ij,ij->j", GT, GT).astype(np.float64)
+    return np.sqrt(np.maximum(squares - sums * sums / k, 0.0)), squares
+
+
+def _correlation(top: np.ndarray, norm: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """The winner's correlation from its score and the cell's norm; NaN for a cell constant over the genes."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = top / norm
+    # constant over the genes: float32 sums leave a residue of about 1e-7 of the sum of squares, while one gene that
+    # differs among even 10,000 leaves 1e-4 of it
+    corr[~(norm * norm > _CONSTANT * np.maximum(squares, 1e-300))] = np.nan
+    return corr
+
+
+def _best_leaf(GT: np.ndarray, P: np.ndarray, exact_source: tuple | None = None):
+    """Best-correlated row of P for every column (cell) of GT (genes x cells), and that correlation.
+
+    With the profiles centred and of unit norm, a cell's correlation with a profile is its dot product with it divided
+    by the norm of the cell's centred values, the same for every profile: the best profile comes from one matrix
+    product and only the winner's correlation is divided out. NaN for a cell constant over the genes.
+    ``exact_source = (cells x all genes float64, genes)`` settles near ties of a float32 ``GT``.
+    """
+    unit = _unit_profiles(P)
+    scores = GT.T @ unit.T.astype(GT.dtype, copy=False)
+    norm, squares = _cell_norms(GT)
+    if exact_source is None:
+        best = np.argmax(scores, axis=1)
+        top = scores[np.arange(scores.shape[0]), best].astype(np.float64)
+    else:
+        source, genes = exact_source
+        best, top = _settle(scores, norm, lambda idx: source[np.ix_(idx, genes)] @ unit.T)
+    corr = _correlation(top, norm, squares)
+    best[np.isnan(corr)] = -1  # a cell constant over the genes correlates with nothing: it abstains
+    return best, corr
+
+
+#: Nodes whose draws leave out fewer genes x leaves than this compute all draws in one matrix product instead of a
+#: loop (the loop's per-draw overhead dominates). A property of the node, never of the cells or the chunk, so that a
+#: cell's result does not depend on which cells are mapped with it.
+_BATCH_BELOW = 10_000
+#: Scores held at once by the one-product path (cells x draws x leaves).
+_BATCH_SCORES = 20_000_000
+
+
+def _draws(node: _Node, factor: float, iterations: int, seed: int) -> list[np.ndarray]:
+    """The gene draws of a node: positions among its markers, from a generator seeded by the seed and the node."""
+    m = node.markers.size
+    k = m if factor >= 1 else max(1, int(round(factor * m)))
+    rng = np.random.default_rng([seed, zlib.crc32(node.key.encode())])
+    return [np.arange(m) if k == m else np.sort(rng.choice(m, size=k, replace=False)) for _ in range(iterations)]
 
 
 def _vote(Q, profiles, node: _Node, factor, iterations, seed):
+    """Votes and summed winning correlations of each child, over ``iterations`` draws of the node's markers."""
     n, n_children = Q.shape[0], len(node.children)
     votes = np.zeros((n, n_children))
     csum = np.zeros((n, n_children))
     m = node.markers.size
-    k = m if factor >= 1 else max(1, int(round(factor * m)))
-    rng = np.random.default_rng([seed, zlib.crc32(node.key.encode())])
-    dtype = np.float64 if iterations == 1 else np.float32
-    rows = np.arange(n)
-    P = profiles[node.leaves]
-    for _ in range(iterations):
-        S = node.markers if k == m else np.sort(rng.choice(node.markers, size=k, replace=False))
-        C = _correlate(Q[:, S], P[:, S], dtype)
-        best = np.argmax(np.where(np.isnan(C), -np.inf, C), axis=1)
-        child = node.child_of_leaf[best]
-        votes[rows, child] += 1
-        csum[rows, child] += C[rows, best]
+    draws = _draws(node, factor, iterations, seed)
+    sub = Q if m == Q.shape[1] and (node.markers == np.arange(m)).all() else Q[:, node.markers]
+    P = profiles[node.leaves][:, node.markers]
+    if iterations == 1:
+        best, corr = _best_leaf(sub.T, P[:, draws[0]] if draws[0].size < m else P)  # one exact pass, in float64
+        _add_votes(votes, csum, node.child_of_leaf, best, corr)
+        return votes, csum
+    # each cell shifted by its mean over the node's markers: correlations ignore the shift, and it keeps float32 sums
+    # of squares accurate
+    sub = sub - sub.mean(axis=1, keepdims=True)
+    if (m - draws[0].size) * len(node.leaves) < _BATCH_BELOW:
+        G = sub.astype(np.float32)
+        step = max(1, _BATCH_SCORES // (iterations * len(node.leaves)))
+        parts = [_best_leaf_all_draws(G[a:a + step], P, draws, sub[a:a + step]) for a in range(0, n, step)]
+        best, corr = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        for it in range(iterations):
+            _add_votes(votes, csum, node.child_of_leaf, best[:, it], corr[:, it])
+        return votes, csum
+    QT = np.ascontiguousarray(sub.T, dtype=np.float32)  # genes x cells: a draw of genes is a contiguous copy
+    for S in draws:
+        best, corr = _best_leaf(QT[S], P[:, S], exact_source=(sub, S))
+        _add_votes(votes, csum, node.child_of_leaf, best, corr)
     return votes, csum
+
+
+def _add_votes(votes, csum, child_of_leaf, best, corr) -> None:
+    """Each cell's best leaf votes for its child (cells that abstain, best = -1, do not vote)."""
+    ok = np.flatnonzero(best >= 0)
+    child = child_of_leaf[best[ok]]
+    votes[ok, child] += 1
+    csum[ok, child] += corr[ok]
+
+
+def _best_leaf_all_draws(G: np.ndarray, P: np.ndarray, draws: list[np.ndarray], exact_source: np.ndarray):
+    """:func:`_best_leaf` for every draw at once (cells x draws): the draws' unit profiles, zero outside their genes,
+    stacked into one matrix product; sums and sums of squares over each draw from the draw indicator matrix."""
+    n_leaves, m = P.shape
+    W = np.zeros((len(draws), m), dtype=np.float32)
+    units = [_unit_profiles(P[:, S]) for S in draws]
+    stacked = np.zeros((len(draws), n_leaves, m), dtype=np.float32)
+    for it, S in enumerate(draws):
+        W[it, S] = 1.0
+        stacked[it][:, S] = units[it]
+    scores = (G @ stacked.reshape(-1, m).T).reshape(G.shape[0], len(draws), n_leaves)
+    G64 = exact_source.astype(np.float64, copy=False)
+    sums = G64 @ W.T.astype(np.float64)
+    squares = (G64 * G64) @ W.T.astype(np.float64)
+    norm = np.sqrt(np.maximum(squares - sums * sums / W.sum(axis=1), 0.0))
+    best = np.empty((G.shape[0], len(draws)), dtype=np.int64)
+    corr = np.empty((G.shape[0], len(draws)))
+    for it, S in enumerate(draws):
+        best[:, it], top = _settle(scores[:, it], norm[:, it], lambda idx: exact_source[idx][:, S] @ units[it].T)
+        corr[:, it] = _correlation(top, norm[:, it], squares[:, it])
+    best[np.isnan(corr)] = -1
+    return best, corr
 
 
 def _mean_correlation(votes: np.ndarray, csum: np.ndarray) -> np.ndarray:
@@ -446,7 +621,7 @@ def _map_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iterations
         for key in pd.unique(current):
             node = nodes[key]
             idx = np.flatnonzero(current == key)
-            votes, csum = _vote(Q[idx], profiles, node, factor, iterations, seed)
+            votes, csum = _vote(Q if idx.size == n else Q[idx], profiles, node, factor, iterations, seed)
             win = _winner(votes, csum)
             rows = np.arange(len(idx))
             children = np.array(node.children, dtype=object)
