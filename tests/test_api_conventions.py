@@ -133,7 +133,7 @@ def test_layers_only_import_downward():
     """The bottom modules import nothing above them; io imports no analysis module; nothing imports datasets."""
     bottom = {"_names", "_paths", "_stats", "_log2cpm", "_compat", "_taxonomy", "_arrays", "_files", "_groups", "errors"}
     analysis = {"de", "gsea", "ahba", "mouse", "nulls", "variograms", "coexpression", "cross_species", "stream", "pl",
-                "spatial", "autocorrelation", "weights", "normalize", "get"}
+                "spatial", "autocorrelation", "weights", "normalize", "get", "mapping", "patchseq"}
     problems = []
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)

@@ -27,7 +27,7 @@ def test_every_file_passes_its_manifest_md5(demo_root, cache):
             assert p.stat().st_size == e.size, e.relative_path
             assert md5sum(p) == e.md5, e.relative_path
         listed |= {e.relative_path for e in entries}
-    on_disk = {p.relative_to(demo_root).as_posix() for kind in ("metadata", "expression_matrices", "image_volumes")
+    on_disk = {p.relative_to(demo_root).as_posix() for kind in ("metadata", "expression_matrices", "image_volumes", "mapmycells")
                for p in (demo_root / kind).rglob("*") if p.is_file()}
     assert on_disk == listed  # every file belongs to a release, and every listed file exists
 

@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from hmba_toolkit import (ahba, autocorrelation, coexpression, cross_species, de, gsea, mouse, normalize, nulls, spatial, stream,
-                          variograms, weights)
-from hmba_toolkit.errors import DataFormatError, DownloadError, HmbaToolkitError, ManifestError, NotFoundError
+from hmba_toolkit import (ahba, autocorrelation, coexpression, cross_species, de, gsea, mapping, mouse, normalize, nulls, spatial,
+                          stream, variograms, weights)
+from hmba_toolkit.errors import (DataFormatError, DownloadError, HmbaToolkitError, ManifestError, MissingFileError, NotFoundError,
+                                 ParameterError, ParameterTypeError)
 from hmba_toolkit.io import (AbcCache, age_in_years, download_file, fetch_bytes, read_ahba_donor, read_brainspan,
                              read_gene_ish_grids, read_genes, read_h5ad_subset, read_ish_grid, read_ontology, write_ish_grid)
 from hmba_toolkit.io.manifest import safe_relative_path
@@ -218,6 +219,52 @@ def _cases(files):
         ("CGE of too few regions", lambda: coexpression.cge(pd.DataFrame(np.ones((2, 5)))), HmbaToolkitError, r"at least 3 complete regions"),
         ("cross-species: bad method", lambda: cross_species.profile_correlation(pd.DataFrame([[1.0]]), pd.DataFrame([[1.0]]), method="tau"),
          HmbaToolkitError, r"method must be"),
+        # -- cell-type mapping -------------------------------------------------------------------------
+        ("mapping: missing stats file", lambda: mapping.read_stats(d / "absent.h5"), MissingFileError,
+         r"absent\.h5: no such precomputed stats file"),
+        ("mapping: stats file that is not HDF5", lambda: mapping.read_stats(d / "garbage.h5ad"), DataFormatError,
+         r"garbage\.h5ad: cannot be read as HDF5"),
+        ("mapping: an h5ad given as stats", lambda: mapping.read_stats(h5ad), DataFormatError, r"not a precomputed_stats file"),
+        ("mapping: markers file that is not JSON", lambda: mapping.read_query_markers(_write(d / "m.json", "{oops")),
+         DataFormatError, r"m\.json: not a JSON marker lookup"),
+        ("mapping: marker JSON without a root", lambda: mapping.read_query_markers(_write(d / "m2.json", '{"A/a": []}')),
+         DataFormatError, r"m2\.json: .*'None' \(root\) entry"),
+        ("mapping: stats file given as reference markers", lambda: mapping.read_reference_markers(d / "absent.h5"),
+         MissingFileError, r"absent\.h5: no such reference markers file"),
+        ("mapping: stats of the wrong type", lambda: mapping.map_cells(_pbmc_like(), {"sum": 1}, {"None": []}),
+         ParameterTypeError, r"stats must be a ReferenceStats"),
+        ("mapping: markers of the wrong type", lambda: mapping.map_cells(_pbmc_like(), _small_stats(), ["G1"]),
+         ParameterTypeError, r"markers must be a marker lookup"),
+        ("mapping: bootstrap_factor 0", lambda: mapping.map_cells(_pbmc_like(), _small_stats(), {"None": ["G1"]},
+                                                                   bootstrap_factor=0), ParameterError, r"bootstrap_factor must lie in \(0, 1\]"),
+        ("mapping: no iteration", lambda: mapping.map_cells(_pbmc_like(), _small_stats(), {"None": ["G1"]},
+                                                             bootstrap_iteration=0), ParameterError, r"bootstrap_iteration must be a positive integer"),
+        ("mapping: drop the leaf level", lambda: mapping.map_cells(_pbmc_like(), _small_stats(), {"None": ["G1"]},
+                                                                    drop_level="cell_type"), ParameterError, r"drop_level='cell_type' is the leaf level"),
+        ("mapping: unknown gene column", lambda: mapping.map_cells(_pbmc_like(), _small_stats(), {"None": ["G1"]},
+                                                                    query_gene_id_col="ensembl"), ParameterError, r"query_gene_id_col='ensembl' is not a var column"),
+        ("mapping: missing query file", lambda: mapping.map_cells(d / "absent.h5ad", _small_stats(), {"None": ["G1"]}),
+         MissingFileError, r"absent\.h5ad: no such query h5ad"),
+        ("mapping: hierarchy as a plain string", lambda: mapping.precompute_stats(_pbmc_like(), "cell_type"), ParameterError,
+         r"hierarchy must list the level columns.*not the string 'cell_type'"),
+        ("mapping: a file without its cell table", lambda: mapping.precompute_stats(h5ad, ["Group"]), ParameterError,
+         r"needs the cell table with the taxonomy levels as obs="),
+        ("mapping: counts declared log2CPM", lambda: mapping.precompute_stats(_scaled(_pbmc_like(), 100), ["donor_label", "cell_type"],
+                                                                             normalization="log2CPM"),
+         ParameterError, r"normalization='log2CPM' but values reach .* look like counts"),
+        ("mapping: negative expression", lambda: mapping.precompute_stats(_scaled(_pbmc_like(), -1), ["donor_label", "cell_type"]),
+         DataFormatError, r"negative values"),
+        ("mapping: one leaf only", lambda: mapping.reference_markers(mapping.precompute_stats(_pbmc_like()[:30].copy(),
+                                                                                           ["donor_label", "cell_type"])),
+         ParameterError, r"at least two leaf clusters"),
+        ("mapping: a leaf of one cell", lambda: mapping.reference_markers(mapping.precompute_stats(_pbmc_like()[29:].copy(),
+                                                                                                ["donor_label", "cell_type"])),
+         ParameterError, r"leaf cluster\(s\) \['a'\] have fewer than 2 cells"),
+        ("mapping: no utility", lambda: mapping.query_markers(mapping.reference_markers(_small_stats()), _small_stats().tree,
+                                                               n_per_utility=0), ParameterError, r"n_per_utility must be >= 1"),
+        ("mapping: panel without reference genes", lambda: mapping.query_markers(mapping.reference_markers(_small_stats()),
+                                                                                  _small_stats().tree, genes=["XYZ"]),
+         ParameterError, r"none of the 1 genes given is a reference gene"),
     ]
 
 
@@ -225,6 +272,15 @@ def _first_identifier(h5ad):
     from hmba_toolkit.io import read_h5ad_var
 
     return str(read_h5ad_var(h5ad).index[0])
+
+
+def _small_stats():
+    return mapping.precompute_stats(_pbmc_like(), ["donor_label", "cell_type"])
+
+
+def _scaled(adata, factor):
+    adata.X = adata.X * factor
+    return adata
 
 
 def _manifest_with_size(size):
@@ -261,10 +317,10 @@ def _with_nan():
 
 
 def test_the_catalogue_is_large(files):
-    assert len(_cases(files)) >= 89
+    assert len(_cases(files)) >= 110
 
 
-@pytest.mark.parametrize("k", range(89))
+@pytest.mark.parametrize("k", range(110))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

@@ -271,3 +271,51 @@ def test_damaged_or_foreign_files_are_named(tmp_path, golden):
     (tmp_path / "m.json").write_text('{"a": 1}')
     with pytest.raises(DataFormatError, match="'None' \\(root\\) entry"):
         mapping.read_query_markers(tmp_path / "m.json")
+
+
+# ---- the demo release's mapping files and the evaluation helpers --------------------------------------------------
+def test_demo_release_carries_mapping_files_built_by_this_module(cache):
+    names = cache.list_mapmycells_files("HMBA-BG-taxonomy-CCN20250428")
+    assert names == ["precomputed_stats.HMBA.BG.2025-08-04", "query_markers.HMBA.BG.2025-08-04"]
+    files = {p.name.split(".")[0]: p for p in cache.get_directory_mapmycells("HMBA-BG-taxonomy-CCN20250428")}
+    stats = mapping.read_stats(files["precomputed_stats"])
+    lookup = mapping.read_query_markers(files["query_markers"])
+    assert stats.tree.hierarchy == [f"CCN20250428_LEVEL_{i}" for i in range(4)]
+    assert sorted(lookup) == sorted(stats.tree.parent_keys())
+    cells = cache.cell_table("HMBA-10xMultiome-BG-Aligned")
+    groups = cells.drop_duplicates("Group_label").set_index("Group_label")["Group"]
+    assert {label: stats.tree.name("CCN20250428_LEVEL_3", label) for label in stats.clusters} == groups.to_dict()
+    n = cells.groupby("Group_label").size()
+    np.testing.assert_array_equal(stats.n_cells, n.loc[stats.clusters].to_numpy())
+    raw = cache.get_file_path("HMBA-10xMultiome-BG-Aligned", "HMBA-10xMultiome-BG-Aligned/raw")
+    with pytest.warns(UserWarning, match="express none of a node's drawn markers"):
+        result = mapping.map_cells(raw, stats, lookup, bootstrap_iteration=20)
+    table = mapping.agreement(result, cells, {"CCN20250428_LEVEL_0": "Neighborhood_label",
+                                              "CCN20250428_LEVEL_1": "Class_label",
+                                              "CCN20250428_LEVEL_3": "Group_label"}).set_index("level")
+    # published self-projection (macaque, marmoset): Neighborhood 0.99, Class 0.99
+    assert table.loc["CCN20250428_LEVEL_0", "agreement"] >= 0.99
+    assert table.loc["CCN20250428_LEVEL_1", "agreement"] >= 0.98
+    assert table.loc["CCN20250428_LEVEL_3", "agreement"] >= 0.85
+
+
+def test_agreement_tables_count_what_they_say(golden, allen_stats, allen_lookup, query):
+    truth = pd.read_csv(golden / "query_truth.csv").set_index("cell_id")
+    result = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=20)
+    table = mapping.agreement(result, truth, {lv: lv for lv in LEVELS}).set_index("level")
+    right = result.assignments.loc[truth.index, "Cluster_label"] == truth["Cluster"]
+    assert table.loc["Cluster", "agreement"] == pytest.approx(right.mean())
+    assert table.loc["Cluster", "n_cells"] == len(truth)
+    by_p = mapping.agreement_by_probability(result, truth, "Cluster", "Cluster")
+    assert by_p["n_cells"].sum() == len(truth)
+    assert by_p["correct_kept"].iloc[0] == 1.0 and by_p["correct_kept"].is_monotonic_decreasing
+    wrong = mapping.confusions(result, truth, "Cluster", "Cluster")
+    assert (wrong["known"] != wrong["mapped"]).all() and wrong["n_cells"].sum() == (~right).sum()
+    with pytest.raises(ParameterError, match="no column 'Clust'"):
+        mapping.agreement(result, truth, {"Cluster": "Clust"})
+    with pytest.raises(ParameterError, match="not a level"):
+        mapping.agreement(result, truth, {"Type": "Cluster"})
+    with pytest.raises(ParameterError, match="no mapped cell is in the reference's index"):
+        mapping.agreement(result, truth.reset_index(), {"Cluster": "Cluster"})
+    with pytest.raises(ParameterError, match="bins must increase"):
+        mapping.agreement_by_probability(result, truth, "Cluster", "Cluster", bins=[0.5, 0.2])

@@ -95,7 +95,7 @@ def fetch_demo() -> Path:
     -------
     pathlib.Path
         A folder holding ``releases/<YYYYMMDD>/manifest.json`` (three releases), ``metadata/...``,
-        ``expression_matrices/...`` and ``image_volumes/...`` exactly as in the bucket.
+        ``expression_matrices/...``, ``image_volumes/...`` and ``mapmycells/...`` exactly as in the bucket.
 
     Examples
     --------
@@ -104,7 +104,8 @@ def fetch_demo() -> Path:
     ['20251031', '20260228', '20261031']
     """
     return _materialize("hmba", ("datasets/_abc_demo.py", "datasets/_abc_spatial.py", "datasets/_abc_patchseq.py",
-                                 "datasets/_demo_common.py", "normalize.py"), _build_abc) / "abc_atlas"
+                                 "datasets/_abc_mapmycells.py", "datasets/_demo_common.py", "normalize.py",
+                                 "mapping/stats.py", "mapping/markers.py", "mapping/_tree.py"), _build_abc) / "abc_atlas"
 
 
 def _build_mouse(tmp: Path) -> None:

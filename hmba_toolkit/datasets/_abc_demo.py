@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from .._log2cpm import CPM
 from .._files import md5sum
+from ._abc_mapmycells import make_mapmycells
 from ._abc_patchseq import PATCHSEQ, make_patchseq
 from ._abc_spatial import SPATIAL, make_spatial
 from ._demo_common import DONOR_COLUMNS, LEVELS, counts, data_table, uuid4, write_csv, write_h5ad, write_view
@@ -51,7 +52,7 @@ TAXONOMY_RENAMED = "HMBA-BG-taxonomy"
 _BASE = {
     ALIGNED: {"metadata": "20250630", "expression_matrices": "20250630"},
     PER_SPECIES: {"metadata": "20250630", "expression_matrices": "20250630"},
-    TAXONOMY: {"metadata": "20250630"},
+    TAXONOMY: {"metadata": "20250630", "mapmycells": "20250630"},
     SPATIAL["Human"][0]: {"metadata": "20250930", "expression_matrices": "20250930", "image_volumes": "20250630"},
     SPATIAL["Macaque"][0]: {"metadata": "20250630", "expression_matrices": "20250630", "image_volumes": "20250630"},
     SPATIAL["Marmoset"][0]: {"metadata": "20250630", "expression_matrices": "20250630", "image_volumes": "20250630"},
@@ -64,7 +65,7 @@ RELEASES = {
 RELEASES["20261031"] = {
     **{d: v for d, v in RELEASES["20260228"].items() if d not in (ALIGNED, TAXONOMY)},
     CROSS_SPECIES: {"metadata": "20260415", "expression_matrices": "20260331"},
-    TAXONOMY_RENAMED: {"metadata": "20250630"},
+    TAXONOMY_RENAMED: {"metadata": "20250630", "mapmycells": "20250630"},
 }
 RELEASE = "20251031"  # the release the tutorials were written for
 #: every (directory, kind) -> version generated (union over the releases)
@@ -631,6 +632,10 @@ def generate(root: Path, truth_dir: Path) -> None:
             write_csv(df, tdir / f"{name}.csv")
         write_csv(membership, tdir / "cell_to_cluster_membership.csv")
         write_csv(embedding, tdir / "cell_2d_embedding_coordinates.csv")
+    raw = root / "expression_matrices" / ALIGNED / VERSIONS[ALIGNED]["expression_matrices"] / f"{ALIGNED}-raw.h5ad"
+    first = root / "mapmycells" / TAXONOMY / VERSIONS[TAXONOMY]["mapmycells"]
+    make_mapmycells(first, raw, cells, clusters)
+    shutil.copytree(first, root / "mapmycells" / TAXONOMY_RENAMED / VERSIONS[TAXONOMY_RENAMED]["mapmycells"])
     write_csv(cells[["cell_label", "species", "cluster_alias", "in_metadata"]], truth_dir / "cells_10x.csv")
     for species in ("Human", "Macaque", "Marmoset"):
         directory = SPATIAL[species][0]

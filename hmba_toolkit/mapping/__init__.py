@@ -17,6 +17,8 @@ map_cells
     Hierarchical mapping with bootstrapping, or flat correlation mapping.
 write_csv, write_extended_json
     Allen's result files.
+agreement, agreement_by_probability, confusions
+    Agreement with known labels per level, by bootstrapping probability, and the labels confused.
 
 References
 ----------
@@ -26,6 +28,7 @@ Yao Z et al. (2023) Nature 624:317.
 
 from ._tree import ROOT, TaxonomyTree
 from .assign import MappingResult, map_cells
+from .evaluate import agreement, agreement_by_probability, confusions
 from .markers import (ReferenceMarkers, query_markers, read_query_markers, read_reference_markers, reference_markers,
                       write_query_markers)
 from .results import write_csv, write_extended_json
@@ -33,4 +36,4 @@ from .stats import ReferenceStats, precompute_stats, read_stats
 
 __all__ = ["ROOT", "TaxonomyTree", "ReferenceStats", "precompute_stats", "read_stats", "ReferenceMarkers",
            "reference_markers", "read_reference_markers", "query_markers", "read_query_markers", "write_query_markers",
-           "MappingResult", "map_cells", "write_csv", "write_extended_json"]
+           "MappingResult", "map_cells", "write_csv", "write_extended_json", "agreement", "agreement_by_probability", "confusions"]

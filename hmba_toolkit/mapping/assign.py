@@ -251,7 +251,7 @@ def map_cells(
     for lv in levels:
         silent |= (assign[f"{lv}_bootstrapping_probability"] == 0).to_numpy()
     if silent.any():
-        msg = (f"{int(silent.sum())} cells express none of a node's drawn markers in any draw (e.g. "
+        msg = (f"{int(silent.sum())} query cell(s) express none of a node's drawn markers in any draw (e.g. "
                f"{list(assign.index[silent][:3])}): below that node their labels are arbitrary and their "
                f"bootstrapping probability is 0")
         log.append(f"WARNING: {msg}")
@@ -601,7 +601,8 @@ def _runners_up(votes: np.ndarray, csum: np.ndarray, win: np.ndarray, n: int):
     ru = np.argsort(-score, axis=1, kind="stable")[:, :min(n, max(votes.shape[1] - 1, 0))]
     ru_votes = np.take_along_axis(votes, ru, axis=1)
     iterations = votes.sum(axis=1, keepdims=True)
-    return ru, ru_votes / iterations, np.take_along_axis(avg, ru, axis=1), ru_votes > 0
+    with np.errstate(invalid="ignore", divide="ignore"):  # a cell that abstained in every draw has no runners-up
+        return ru, ru_votes / iterations, np.take_along_axis(avg, ru, axis=1), ru_votes > 0
 
 
 def _map_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iterations, seed, n_runners_up):
