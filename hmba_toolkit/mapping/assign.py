@@ -449,12 +449,38 @@ _NEAR_TIE = 1e-4
 _CONSTANT = 1e-5
 
 
+def _top_two(scores: np.ndarray):
+    """Per row: the column of the largest value (the first one on ties), the largest and the second largest value.
+
+    ``scores`` is a scratch array: the winners are overwritten while the second largest is found.
+    """
+    rows = np.arange(scores.shape[0])
+    best = np.argmax(scores, axis=1)
+    top = scores[rows, best].astype(np.float64)
+    scores[rows, best] = -np.inf
+    second = scores.max(axis=1).astype(np.float64) if scores.shape[1] > 1 else np.full(len(rows), -np.inf)
+    return best, top, second
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_sums(GT):
+    """Sum and sum of squares of every column, accumulated in float64 in row order."""
+    k, n = GT.shape
+    sums = np.zeros(n)
+    squares = np.zeros(n)
+    for i in range(k):
+        for j in range(n):
+            v = np.float64(GT[i, j])
+            sums[j] += v
+            squares[j] += v * v
+    return sums, squares
+
+
 def _settle(scores: np.ndarray, norm: np.ndarray, exact) -> tuple[np.ndarray, np.ndarray]:
     """Best column of each row of ``scores`` and its score; near ties settled by ``exact(rows)`` (float64 scores)."""
-    best = np.argmax(scores, axis=1)
-    top = scores[np.arange(scores.shape[0]), best].astype(np.float64)
+    best, top, second = _top_two(scores)
     with np.errstate(invalid="ignore"):
-        near = np.count_nonzero(scores >= (top - _NEAR_TIE * norm)[:, None].astype(scores.dtype), axis=1) > 1
+        near = top - second <= _NEAR_TIE * norm
     if near.any():
         idx = np.flatnonzero(near)
         again = exact(idx)
@@ -465,10 +491,8 @@ def _settle(scores: np.ndarray, norm: np.ndarray, exact) -> tuple[np.ndarray, np
 
 def _cell_norms(GT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Norm of each cell's centred values over the genes (rows) of GT, and its raw sum of squares."""
-    k = GT.shape[0]
-    sums = GT.sum(axis=0, dtype=np.float64)
-    squares = np.einsum("ij,ij->j", GT, GT).astype(np.float64)
-    return np.sqrt(np.maximum(squares - sums * sums / k, 0.0)), squares
+    sums, squares = _column_sums(GT)
+    return np.sqrt(np.maximum(squares - sums * sums / GT.shape[0], 0.0)), squares
 
 
 def _correlation(top: np.ndarray, norm: np.ndarray, squares: np.ndarray) -> np.ndarray:
