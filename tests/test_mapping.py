@@ -319,3 +319,20 @@ def test_agreement_tables_count_what_they_say(golden, allen_stats, allen_lookup,
         mapping.agreement(result, truth.reset_index(), {"Cluster": "Cluster"})
     with pytest.raises(ParameterError, match="bins must increase"):
         mapping.agreement_by_probability(result, truth, "Cluster", "Cluster", bins=[0.5, 0.2])
+
+
+def test_a_node_with_one_child_is_assigned_directly():
+    rng = np.random.default_rng(5)
+    X = rng.poisson(1.0, (90, 40)).astype(float)
+    for k in range(3):
+        X[30 * k:30 * (k + 1), 10 * k:10 * (k + 1)] += 25
+    obs = pd.DataFrame({"Class": ["A"] * 60 + ["B"] * 30, "Type": ["a1"] * 30 + ["a2"] * 30 + ["b1"] * 30},
+                       index=[f"c{i}" for i in range(90)])
+    ref = ad.AnnData(X, obs=obs)
+    stats = mapping.precompute_stats(ref, ["Class", "Type"])
+    lookup = mapping.query_markers(mapping.reference_markers(stats), stats.tree, n_per_utility=5)
+    assert lookup["Class/B"] == []  # one child: nothing to separate
+    result = mapping.map_cells(ref, stats, lookup, bootstrap_iteration=10, seed=2).assignments
+    b = result[obs["Class"] == "B"]
+    assert (b["Type_label"] == "b1").all() and (b["Type_bootstrapping_probability"] == 1.0).all()
+    assert (result["Type_label"] == obs["Type"]).mean() == 1.0

@@ -549,6 +549,11 @@ def _vote(Q, profiles, node: _Node, factor, iterations, seed):
     votes = np.zeros((n, n_children))
     csum = np.zeros((n, n_children))
     m = node.markers.size
+    if n_children == 1:  # nothing to choose: every draw goes to the only child
+        votes[:, 0] = iterations
+        csum[:, 0] = np.nan if m == 0 else iterations * _best_leaf(Q[:, node.markers].T,
+                                                                   profiles[node.leaves][:, node.markers])[1]
+        return votes, csum
     draws = _draws(node, factor, iterations, seed)
     sub = Q if m == Q.shape[1] and (node.markers == np.arange(m)).all() else Q[:, node.markers]
     P = profiles[node.leaves][:, node.markers]
