@@ -14,7 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["CPM", "CPT", "LOG2CPM", "LOG2CPM_MAX", "NORMALIZATIONS", "check_normalization", "log2_per_total", "log2_per_total_jit",
+__all__ = ["CPM", "CPT", "LOG2CPM", "LOG2CPM_MAX", "NORMALIZED_LABELS", "refuse_normalized", "NORMALIZATIONS", "check_normalization", "log2_per_total", "log2_per_total_jit",
            "row_totals"]
 
 CPM = 1e6
@@ -24,6 +24,8 @@ LOG2CPM = "log2cpm"
 LOG2CPM_LABEL = "log2(CPM+1)"
 #: The largest log2(CPM + 1) a cell can hold (all its counts in one gene): larger values are not log2(CPM + 1).
 LOG2CPM_MAX = float(np.log2(CPM + 1.0))
+#: ``uns["normalization"]`` labels that say the values are not raw counts (the release's and the toolkit's own)
+NORMALIZED_LABELS = ("log2", "log2(CPM+1)", "log2(CPT+1)", "CPM", LOG2CPM)
 #: Values accepted by ``normalization=`` wherever counts can be normalised while read.
 NORMALIZATIONS = (None, "raw", LOG2CPM)
 
@@ -57,6 +59,16 @@ def row_totals(data: np.ndarray, ptr: np.ndarray) -> np.ndarray:
             s += data[k]
         out[r] = s
     return out
+
+
+def refuse_normalized(uns, what: str) -> None:
+    """Raise when ``uns["normalization"]`` says the data are normalised: ``what`` needs raw counts."""
+    from .errors import DataFormatError
+
+    label = uns.get("normalization") if hasattr(uns, "get") else None
+    if isinstance(label, str) and label.strip().lower() in {v.lower() for v in NORMALIZED_LABELS}:
+        raise DataFormatError(f"{what} needs raw counts, but uns['normalization'] is {label!r}: the data are already "
+                              "normalised (read the '-raw' matrix, normalization='raw')")
 
 
 def check_normalization(value, parameter: str = "normalization") -> str | None:

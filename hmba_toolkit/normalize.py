@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from ._arrays import has_fractions
 from ._compat import LegacyTuple, warn
-from ._log2cpm import CPM, CPT, LOG2CPM_LABEL, log2_per_total
+from ._log2cpm import CPM, CPT, LOG2CPM_LABEL, log2_per_total, refuse_normalized
 from .errors import DataFormatError, ParameterTypeError
 
 __all__ = ["counts_per", "cpm", "log2_normalize", "log2_cpm", "log2_cpt", "qc_metrics", "QcMetrics"]
@@ -90,15 +90,9 @@ def log2_normalize(X, scale: float) -> sp.csr_matrix:
     return out
 
 
-_NORMALIZED = ("log2", "log2(CPM+1)", "log2(CPT+1)", "CPM")
-
-
 def _check_counts(adata: ad.AnnData, what: str) -> None:
     """Refuse data already normalised (``uns['normalization']``); warn on non-integer values."""
-    label = adata.uns.get("normalization")
-    if isinstance(label, str) and label in _NORMALIZED:
-        raise DataFormatError(f"{what} expects raw counts, but uns['normalization'] is {label!r}: the data are already "
-                              "normalised (read the '-raw' matrix, normalization='raw')")
+    refuse_normalized(adata.uns, what)
     if has_fractions(adata.X):
         warn(f"{what} expects raw counts; X holds non-integer values (already normalised?)")
 

@@ -98,3 +98,26 @@ def test_clear_errors(pbmc):
         wilcoxon(pbmc, "bulk_labels", reference="B cells")
     with pytest.raises(HmbaToolkitError, match=r"groups \['X'\]"):
         wilcoxon(pbmc, "bulk_labels", groups=["X"])
+
+
+def test_negative_values_keep_the_ranks_and_drop_the_fold_changes_with_a_warning():
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from hmba_toolkit import de
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (60, 5))
+    X[:30, 0] += 2
+    obs = pd.DataFrame({"g": ["a"] * 30 + ["b"] * 30, "r": ["x", "y", "z"] * 20}, index=[f"c{i}" for i in range(60)])
+    scaled = ad.AnnData(X, obs=obs)
+    for reference in ("rest", "b"):
+        with pytest.warns(UserWarning, match="negative values .* log2_fold_change .* is NaN") as record:
+            table = de.wilcoxon(scaled, "g", reference, groups=["a"])
+        assert len([w for w in record if "negative values" in str(w.message)]) == 1
+        assert table["log2_fold_change"].isna().all()
+        shifted = de.wilcoxon(ad.AnnData(X + 10, obs=obs), "g", reference, groups=["a"])  # ranks ignore the shift
+        np.testing.assert_allclose(table["statistic"], shifted["statistic"])
+        assert table.set_index("gene").loc["0", "pvalue"] < 1e-6

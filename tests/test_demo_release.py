@@ -352,3 +352,24 @@ def test_an_unwritable_data_home_is_named(tmp_path, monkeypatch):
 
     with pytest.raises(HmbaToolkitError, match=r"HMBA_TOOLKIT_DATA=.*afile' is a file, not a folder"):
         data_home()
+
+
+def test_a_damaged_or_missing_local_file_is_named(tmp_path, demo_root):
+    import shutil
+
+    from hmba_toolkit.datasets import DEMO_MANIFEST
+    from hmba_toolkit.errors import IntegrityError, MissingFileError
+    from hmba_toolkit.io import AbcCache
+
+    root = tmp_path / "abc"
+    shutil.copytree(demo_root / "releases", root / "releases")
+    shutil.copytree(demo_root / "metadata" / "HMBA-BG-taxonomy-CCN20250428", root / "metadata" / "HMBA-BG-taxonomy-CCN20250428")
+    local = AbcCache(root, base_url=None, manifest=DEMO_MANIFEST)
+    path = root / "metadata" / "HMBA-BG-taxonomy-CCN20250428" / "20250630" / "cluster.csv"  # never verified yet
+    data = bytearray(path.read_bytes())
+    data[10] ^= 1  # same size, other bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"cluster\.csv: size or md5 does not match .* the local copy is damaged"):
+        local.get_metadata_path("HMBA-BG-taxonomy-CCN20250428", "cluster")
+    with pytest.raises(MissingFileError, match=r"cell_metadata\.csv is not in the local cache .* local only"):
+        local.get_metadata_path("HMBA-10xMultiome-BG-Aligned", "cell_metadata")

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .._arrays import has_fractions
 from .._compat import warn, warn_renamed
-from .._log2cpm import CPM, log2_per_total
+from .._log2cpm import CPM, log2_per_total, refuse_normalized
 from ..errors import ParameterError
 from .._taxonomy import check_cross_species
 from ..stream._aggregate import aggregate
@@ -240,9 +240,7 @@ def pseudobulk(
     bad = [g for g in tested if g not in values]
     if bad or not tested:
         raise ParameterError(f"groups {bad or tested} are not testable values of obs[{groupby!r}]")
-    label = adata.uns.get("normalization")
-    if isinstance(label, str) and label not in ("raw",):
-        raise ParameterError(f"pseudobulk needs raw counts, but uns['normalization'] is {label!r} (read the '-raw' matrix)")
+    refuse_normalized(adata.uns, "pseudobulk")
     if has_fractions(adata.X):
         warn("pseudobulk needs raw counts; X holds non-integer values (log-normalised?), and summed counts are rounded "
              "for DESeq2: pass the raw matrix")

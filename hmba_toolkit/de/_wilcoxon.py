@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from .._compat import warn
 from ..errors import ParameterError
 from .._taxonomy import check_cross_species
 from ._result import bh_adjust, tidy
@@ -104,8 +105,9 @@ def _csc(X) -> sp.csc_matrix:
 def _test_block(X, codes, n_groups, sizes):
     Xc = _csc(X)
     Xc.sum_duplicates()
-    return _rank_sums(Xc.indptr.astype(np.int64), Xc.indices.astype(np.int64), Xc.data.astype(np.float64),
-                      codes, n_groups, sizes)
+    negative = bool(Xc.data.size) and bool(Xc.data.min() < 0)
+    return (*_rank_sums(Xc.indptr.astype(np.int64), Xc.indices.astype(np.int64), Xc.data.astype(np.float64),
+                        codes, n_groups, sizes), negative)
 
 
 def _blocks(adata: ad.AnnData, layer: str | None, gene_block: int, rows: np.ndarray | None = None):
@@ -209,6 +211,7 @@ def wilcoxon(
         codes = np.array([code_of.get(v, -1) if v is not None else -1 for v in lab], dtype=np.int64)
         sizes = np.bincount(codes[codes >= 0], minlength=len(cats)).astype(np.float64)
         stats_ = _run(adata, layer, gene_block, codes, len(cats), sizes)
+        negative = _warn_negative(stats_["negative"])
         n = sizes.sum()
         for g in tested:
             i = code_of[g]
@@ -216,8 +219,10 @@ def wilcoxon(
             rest_sum = stats_["sums"].sum(0) - stats_["sums"][i]
             rest_nnz = stats_["nnz"].sum(0) - stats_["nnz"][i]
             frames.append(_frame(adata, g, "rest", stats_["rank_sum"][i], stats_["tie"], n1, n - n1,
-                                 stats_["sums"][i], rest_sum, stats_["nnz"][i], rest_nnz, log_base, tie_correct))
+                                 stats_["sums"][i], rest_sum, stats_["nnz"][i], rest_nnz, log_base, tie_correct,
+                                 negative))
     else:
+        negative = False
         if not adata.isbacked:  # one CSR copy, then each comparison slices its own cells
             X = adata.layers[layer] if layer else adata.X
             adata = ad.AnnData(X=sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X), var=adata.var)
@@ -227,21 +232,33 @@ def wilcoxon(
             codes = np.where(lab[rows] == g, 0, 1).astype(np.int64)
             sizes = np.bincount(codes, minlength=2).astype(np.float64)
             s = _run(adata, layer, gene_block, codes, 2, sizes, rows)
+            negative = negative or _warn_negative(s["negative"])  # said once
             frames.append(_frame(adata, g, reference, s["rank_sum"][0], s["tie"], sizes[0], sizes[1],
-                                 s["sums"][0], s["sums"][1], s["nnz"][0], s["nnz"][1], log_base, tie_correct))
+                                 s["sums"][0], s["sums"][1], s["nnz"][0], s["nnz"][1], log_base, tie_correct,
+                                 negative))
     return tidy(frames)
+
+
+def _warn_negative(negative: bool) -> bool:
+    """Warn that negative values leave the fold changes undefined; return the flag."""
+    if negative:
+        warn("wilcoxon: X holds negative values (scaled or centred data?): the rank statistics and p-values stand, "
+             "but log2_fold_change needs log-normalised expression (log2(CPM+1), log1p) and is NaN")
+    return negative
 
 
 def _run(adata, layer, gene_block, codes, n_groups, sizes, rows=None):
     out = {"rank_sum": np.zeros((n_groups, adata.n_vars)), "tie": np.zeros(adata.n_vars),
-           "sums": np.zeros((n_groups, adata.n_vars)), "nnz": np.zeros((n_groups, adata.n_vars))}
+           "sums": np.zeros((n_groups, adata.n_vars)), "nnz": np.zeros((n_groups, adata.n_vars)), "negative": False}
     for sl, X in _blocks(adata, layer, gene_block, rows):
-        r, t, s, z = _test_block(X, codes, n_groups, sizes)
+        r, t, s, z, negative = _test_block(X, codes, n_groups, sizes)
         out["rank_sum"][:, sl], out["tie"][sl], out["sums"][:, sl], out["nnz"][:, sl] = r, t, s, z
+        out["negative"] |= negative
     return out
 
 
-def _frame(adata, group, reference, rank_sum, tie, n1, n2, sum_in, sum_out, nnz_in, nnz_out, log_base, tie_correct):
+def _frame(adata, group, reference, rank_sum, tie, n1, n2, sum_in, sum_out, nnz_in, nnz_out, log_base, tie_correct,
+           negative=False):
     n = n1 + n2
     coef = 1.0 - tie / (n**3 - n) if tie_correct else 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -250,7 +267,7 @@ def _frame(adata, group, reference, rank_sum, tie, n1, n2, sum_in, sum_out, nnz_
     p = 2 * stats.norm.sf(np.abs(z))
     mean_in, mean_out = sum_in / n1, sum_out / n2
     expm1 = (lambda x: np.expm1(x * np.log(log_base)))
-    lfc = np.log2((expm1(mean_in) + 1e-9) / (expm1(mean_out) + 1e-9))
+    lfc = np.full(len(mean_in), np.nan) if negative else np.log2((expm1(mean_in) + 1e-9) / (expm1(mean_out) + 1e-9))
     genes = adata.var["gene_symbol"].astype(str).to_numpy() if "gene_symbol" in adata.var else adata.var_names.to_numpy()
     return pd.DataFrame({
         "gene": genes, "group": group, "reference": reference, "log2_fold_change": lfc, "statistic": z,

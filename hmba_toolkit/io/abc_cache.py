@@ -25,7 +25,8 @@ import anndata as ad
 import pandas as pd
 
 from .._files import md5sum, write_text_atomic
-from ..errors import DataFormatError, DownloadError, ManifestError, OfflineError, ParameterError, ParameterTypeError
+from ..errors import (DataFormatError, DownloadError, IntegrityError, ManifestError, MissingFileError, OfflineError,
+                      ParameterError, ParameterTypeError)
 from .download import download_file, fetch_bytes, list_bucket_prefixes
 from .h5ad import read_h5ad_subset
 from .manifest import FileEntry, Manifest, safe_relative_path
@@ -355,12 +356,12 @@ class AbcCache:
                     self._record_downloaded(path)
                 return path
             if not self.base_url:
-                raise ParameterError(
+                raise IntegrityError(
                     f"{path}: size or md5 does not match {self.current_manifest} "
                     f"(expected {entry.size} bytes, md5 {entry.md5}); the local copy is damaged"
                 )
         if not self.base_url:
-            raise ParameterError(
+            raise MissingFileError(
                 f"{path} is not in the local cache and this cache is local only (base_url=None)"
             )
         url = self.base_url + entry.relative_path
