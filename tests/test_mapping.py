@@ -336,3 +336,22 @@ def test_a_node_with_one_child_is_assigned_directly():
     b = result[obs["Class"] == "B"]
     assert (b["Type_label"] == "b1").all() and (b["Type_bootstrapping_probability"] == 1.0).all()
     assert (result["Type_label"] == obs["Type"]).mean() == 1.0
+
+
+def test_a_query_with_symbols_maps_through_the_reference_gene_table(allen_stats, allen_lookup, query):
+    symbols = pd.Series([f"SYM{i}" for i in range(len(allen_stats.genes))], index=allen_stats.genes)
+    named = query.copy()
+    named.var_names = symbols.loc[query.var_names].to_numpy()
+    kwargs = dict(bootstrap_iteration=1, bootstrap_factor=1.0)
+    by_id = mapping.map_cells(query, allen_stats, allen_lookup, **kwargs).assignments
+    by_symbol = mapping.map_cells(named, allen_stats, allen_lookup, reference_symbols=symbols, **kwargs)
+    pd.testing.assert_frame_equal(by_symbol.assignments, by_id)
+    assert by_symbol.config["matched_by"] == "symbol"
+    clash = symbols.copy()
+    clash.iloc[:2] = "SAME"  # a symbol of two identifiers matches neither
+    out = mapping.map_cells(named, allen_stats, allen_lookup, reference_symbols=clash, **kwargs)
+    assert any("symbols name several reference genes" in line for line in out.log)
+    with pytest.raises(ParameterError, match="reference_symbols: none of its identifiers"):
+        mapping.map_cells(named, allen_stats, allen_lookup, reference_symbols={"X": "Y"})
+    with pytest.raises(ParameterError, match="or match symbols with reference_symbols="):
+        mapping.map_cells(named, allen_stats, allen_lookup)

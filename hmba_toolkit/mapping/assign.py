@@ -126,6 +126,7 @@ def map_cells(
     min_markers: int = 10,
     chunk_size: int = 10_000,
     query_gene_id_col: str | None = None,
+    reference_symbols: pd.Series | dict | None = None,
 ) -> MappingResult:
     """Assign every query cell to the taxonomy of a reference (MapMyCells-compatible).
 
@@ -157,6 +158,10 @@ def map_cells(
         Cells processed at once (memory ~ chunk_size x markers x 8 bytes).
     query_gene_id_col
         A ``var`` column holding the reference's gene identifiers, when ``var_names`` hold something else.
+    reference_symbols
+        The symbol of each reference gene identifier (a Series or dict, e.g. the release's gene table
+        ``genes.set_index("gene_identifier")["gene_symbol"]``): query genes are then matched by symbol, for a query
+        that has no identifiers. A symbol shared by several identifiers matches none of them (counted in the log).
 
     Returns
     -------
@@ -207,18 +212,21 @@ def map_cells(
 
     source = _open_query(query)
     qgenes = _query_genes(source, query_gene_id_col)
+    log: list[str] = []
+    if reference_symbols is not None:
+        qgenes = _symbols_to_identifiers(qgenes, reference_symbols, stats.genes, log)
     ref_pos = {g: i for i, g in enumerate(stats.genes)}
     marker_set = sorted({g for v in lookup.values() for g in v}, key=ref_pos.get)
     qpos = {}
     for i, g in enumerate(qgenes):
         qpos.setdefault(g, i)
     used = [g for g in marker_set if g in qpos]
-    log: list[str] = []
     if not used:
         raise ParameterError(
             f"none of the {len(marker_set)} marker genes is in the query (query genes look like {qgenes[:3]}, markers "
             f"like {marker_set[:3]}): the query must use the reference's gene identifiers and species"
-            + ("" if query_gene_id_col else "; name a var column holding them with query_gene_id_col="))
+            + ("" if query_gene_id_col or reference_symbols is not None else
+               "; name a var column holding them with query_gene_id_col=, or match symbols with reference_symbols="))
     missing = len(marker_set) - len(used)
     if missing:
         log.append(f"WARNING: {missing} marker genes were not present in the query dataset. They have been ignored")
@@ -260,6 +268,7 @@ def map_cells(
               "bootstrap_factor": bootstrap_factor, "bootstrap_iteration": int(bootstrap_iteration),
               "rng_seed": int(seed), "n_runners_up": int(n_runners_up), "min_markers": int(min_markers),
               "chunk_size": int(chunk_size), "query_gene_id_col": query_gene_id_col,
+              "matched_by": "symbol" if reference_symbols is not None else "identifier",
               "algorithm": "correlation" if flatten else "hierarchical"}
     return MappingResult(assign, runners, direct, used_markers, full_tree, config, log, n_unmapped_genes=missing)
 
@@ -353,6 +362,26 @@ def _query_genes(source: ad.AnnData, column: str | None) -> list[str]:
     if column not in source.var.columns:
         raise ParameterError(f"query_gene_id_col={column!r} is not a var column; columns: {list(source.var.columns)}")
     return [str(g) for g in source.var[column]]
+
+
+def _symbols_to_identifiers(qgenes: list[str], symbols, reference_genes: list[str], log: list) -> list[str]:
+    """Each query symbol replaced by the one reference identifier that has it ('' when none or several do)."""
+    if isinstance(symbols, dict):
+        symbols = pd.Series(symbols, dtype=object)
+    if not isinstance(symbols, pd.Series):
+        raise ParameterTypeError(f"reference_symbols must map gene identifiers to symbols (a Series or dict), not "
+                                 f"{type(symbols).__name__}")
+    symbols = symbols[symbols.index.isin(reference_genes)].dropna().astype(str)
+    if symbols.empty:
+        raise ParameterError(f"reference_symbols: none of its identifiers is a gene of the statistics file (e.g. "
+                             f"{list(reference_genes[:3])}); pass the gene table of the reference")
+    shared = symbols[symbols.duplicated(keep=False)]
+    unique = symbols[~symbols.index.isin(shared.index)]
+    by_symbol = pd.Series(unique.index, index=unique.to_numpy())
+    if len(shared):
+        log.append(f"WARNING: {shared.nunique()} symbols name several reference genes and match none of them "
+                   f"(e.g. {sorted(shared.unique())[:3]})")
+    return [by_symbol.get(g, "") for g in qgenes]
 
 
 @numba.njit(cache=True, nogil=True)
