@@ -62,9 +62,10 @@ def gene_positions(adata: ad.AnnData, genes: Sequence[str], gene_column: str | N
         if hits.size == 0 and symbols is not None:
             hits = np.flatnonzero(symbols == g)
         if hits.size == 0:
-            where = "var_names" if symbols is None else (f"var[{column!r}]" if gene_column else f"neither var_names nor var[{column!r}]")
+            where = ("not in var_names" if symbols is None else
+                     f"not in var[{column!r}]" if gene_column else f"in neither var_names nor var[{column!r}]")
             pool = list(names) + (list(symbols) if symbols is not None else [])
-            raise NotFoundError(f"gene {g!r} is in {where}{_closest(g, pool)}")
+            raise NotFoundError(f"gene {g!r} is {where}{_closest(g, pool)}")
         if hits.size > 1:
             raise ParameterError(f"gene {g!r} names {hits.size} columns ({list(names[hits])}); ask for them by var_names")
         out.append(int(hits[0]))

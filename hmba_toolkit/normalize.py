@@ -92,6 +92,9 @@ def log2_normalize(X, scale: float) -> sp.csr_matrix:
 
 def _check_counts(adata: ad.AnnData, what: str) -> None:
     """Refuse data already normalised (``uns['normalization']``); warn on non-integer values."""
+    if not isinstance(adata, ad.AnnData):
+        raise ParameterTypeError(f"{what} takes an AnnData (cells x genes, raw counts), not {type(adata).__name__}"
+                                 + ("; read the file first (io.read_h5ad_subset)" if isinstance(adata, str) else ""))
     refuse_normalized(adata.uns, what)
     if has_fractions(adata.X):
         warn(f"{what} expects raw counts; X holds non-integer values (already normalised?)")

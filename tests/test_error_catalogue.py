@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from hmba_toolkit import (ahba, autocorrelation, coexpression, cross_species, de, gsea, mapping, mouse, normalize, nulls, spatial,
-                          stream, variograms, weights)
+from hmba_toolkit import (ahba, autocorrelation, coexpression, cross_species, de, get, gsea, mapping, mouse, normalize, nulls,
+                          patchseq, spatial, stream, variograms, weights)
 from hmba_toolkit.errors import (DataFormatError, DownloadError, HmbaToolkitError, ManifestError, MissingFileError, NotFoundError,
                                  ParameterError, ParameterTypeError)
 from hmba_toolkit.io import (AbcCache, age_in_years, download_file, fetch_bytes, read_ahba_donor, read_brainspan,
@@ -265,6 +265,30 @@ def _cases(files):
         ("mapping: panel without reference genes", lambda: mapping.query_markers(mapping.reference_markers(_small_stats()),
                                                                                   _small_stats().tree, genes=["XYZ"]),
          ParameterError, r"none of the 1 genes given is a reference gene"),
+        # -- more parameters, each named ---------------------------------------------------------------
+        ("moran surrogates: no permutation", lambda: nulls.moran(x, coords, n_permutations=0), ParameterError,
+         r"n_permutations must be a positive number of surrogate maps, got 0"),
+        ("correlate: surrogates of another shape", lambda: nulls.correlate(x, x[:5], np.zeros((3, 30))), ParameterError,
+         r"nulls must be \(n, 30\) and y must have 30 values"),
+        ("gene_correlation: unknown method", lambda: coexpression.gene_correlation(_pbmc_like(), method="kendallx"),
+         ParameterError, r"method='kendallx' is not 'pearson' or 'spearman'"),
+        ("ora: no set of a testable size", lambda: gsea.ora(["G1"], {}, background=["G1", "G2"]), ParameterError,
+         r"no gene set has between 5 and 500 genes in the measured background"),
+        ("pseudobulk: unknown replicate column", lambda: de.pseudobulk(_pbmc_like(donors=2), "cell_type", replicate="donorX"),
+         ParameterError, r"pseudobulk: obs has no column 'donorX'"),
+        ("aggregate: empty blocks", lambda: stream.aggregate(_pbmc_like(), "cell_type", chunk_nnz=0), ParameterError,
+         r"chunk_nnz must be >= 1, got 0"),
+        ("Patch-seq features that are not columns", lambda: patchseq.features_by_group(pd.DataFrame({"Group": ["a"]}), ["nope"]),
+         NotFoundError, r"features \['nope'\] are not columns of cells"),
+        ("region assignment without coordinates", lambda: spatial.assign_cells_by_plane(pd.DataFrame(), {}), DataFormatError,
+         r"cells has no column\(s\) \['slab_plane_label', 'x_slab_mm', 'y_slab_mm'\]; pass plane_column=, x=, y="),
+        ("log2_cpm of a file name", lambda: normalize.log2_cpm("x.h5ad"), ParameterTypeError,
+         r"log2_cpm takes an AnnData .* not str; read the file first"),
+        ("wilcoxon: tie_correct as text", lambda: de.wilcoxon(_pbmc_like(), "cell_type", tie_correct="yes"), ParameterTypeError,
+         r"tie_correct must be True or False, not 'yes'"),
+        ("wilcoxon: no gene per block", lambda: de.wilcoxon(_pbmc_like(), "cell_type", gene_block=0), ParameterError,
+         r"gene_block must be a positive number of genes read at once, got 0"),
+        ("obs_df: unknown gene", lambda: get.obs_df(_pbmc_like(), ["NOPE"]), NotFoundError, r"gene 'NOPE' is not in var_names"),
     ]
 
 
@@ -317,10 +341,10 @@ def _with_nan():
 
 
 def test_the_catalogue_is_large(files):
-    assert len(_cases(files)) >= 110
+    assert len(_cases(files)) >= 122
 
 
-@pytest.mark.parametrize("k", range(110))
+@pytest.mark.parametrize("k", range(122))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

@@ -355,3 +355,19 @@ def test_a_query_with_symbols_maps_through_the_reference_gene_table(allen_stats,
         mapping.map_cells(named, allen_stats, allen_lookup, reference_symbols={"X": "Y"})
     with pytest.raises(ParameterError, match="or match symbols with reference_symbols="):
         mapping.map_cells(named, allen_stats, allen_lookup)
+
+
+def test_results_ignore_gene_order_and_whether_the_query_is_a_file(allen_stats, allen_lookup, query, tmp_path):
+    base = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=10).assignments
+    order = np.random.default_rng(9).permutation(query.n_vars)
+    shuffled = query[:, order].copy()
+    pd.testing.assert_frame_equal(mapping.map_cells(shuffled, allen_stats, allen_lookup, bootstrap_iteration=10).assignments,
+                                  base, check_exact=False, rtol=1e-6, atol=1e-7)
+    shuffled.write_h5ad(tmp_path / "q.h5ad")
+    from_file = mapping.map_cells(tmp_path / "q.h5ad", allen_stats, allen_lookup, bootstrap_iteration=10, chunk_size=300)
+    pd.testing.assert_frame_equal(from_file.assignments, base, check_exact=False, rtol=1e-6, atol=1e-7)
+    # the same seed gives the same draws; another seed other draws (the statistic, not the noise, is reproducible)
+    again = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=10).assignments
+    pd.testing.assert_frame_equal(again, base)
+    other = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=10, seed=1).assignments
+    assert not other["Cluster_bootstrapping_probability"].equals(base["Cluster_bootstrapping_probability"])

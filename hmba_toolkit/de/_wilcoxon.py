@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from .._compat import warn
-from ..errors import ParameterError
+from ..errors import ParameterError, ParameterTypeError
 from .._taxonomy import check_cross_species
 from ._result import bh_adjust, tidy
 
@@ -185,6 +185,10 @@ def wilcoxon(
     ----------
     Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60; Wolf FA et al. (2018) Genome Biol 19:15.
     """
+    if not isinstance(tie_correct, (bool, np.bool_)):
+        raise ParameterTypeError(f"tie_correct must be True or False, not {tie_correct!r}")
+    if not isinstance(gene_block, (int, np.integer)) or gene_block < 1:
+        raise ParameterError(f"gene_block must be a positive number of genes read at once, got {gene_block!r}")
     if groupby not in adata.obs:
         raise ParameterError(f"groupby column {groupby!r} is not in adata.obs; columns: {list(adata.obs.columns)}")
     check_cross_species(adata.obs, groupby)
