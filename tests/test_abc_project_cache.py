@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmba_toolkit.errors import DataFormatError, ManifestError, ParameterError
+from hmba_toolkit.errors import DataFormatError, ManifestError, MissingFileError, ParameterError
 from hmba_toolkit.io import AbcCache, AbcProjectCache, get_gene_data
 from hmba_toolkit.io import abc_project_cache as apc
 
@@ -133,7 +133,7 @@ def test_downloads_force_and_read_only_folders(mirror, tmp_path, monkeypatch):
     monkeypatch.setattr(apc.os, "access", lambda path, mode: False)
     local = AbcProjectCache.from_cache_dir(folder)
     assert local.base_url is None
-    with pytest.raises(ParameterError, match="not in the local cache"):
+    with pytest.raises(MissingFileError, match="library.csv is not in the local cache and this cache is local only"):
         local.get_file_path(ALIGNED, "library")
 
 
