@@ -14,8 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["CPM", "CPT", "LOG2CPM", "LOG2CPM_MAX", "NORMALIZED_LABELS", "refuse_normalized", "NORMALIZATIONS", "check_normalization", "log2_per_total", "log2_per_total_jit",
-           "row_totals"]
+__all__ = ["CPM", "CPT", "LOG2CPM", "LOG2CPM_MAX", "NORMALIZED_LABELS", "NORMALIZATIONS", "check_normalization",
+           "log2_per_total", "log2_per_total_jit", "refuse_normalized", "row_totals"]
 
 CPM = 1e6
 CPT = 1e3

@@ -206,12 +206,12 @@ def top_pairs(corr: pd.DataFrame, n: int = 20, *, absolute: bool = True) -> pd.D
     """
     if corr.shape[0] != corr.shape[1] or not corr.index.equals(corr.columns):
         raise ParameterError("corr must be a square matrix with the same genes as index and columns")
+    if n < 1:
+        raise ParameterError(f"n must be >= 1 (how many pairs to return), got {n}")
     iu, ju = np.triu_indices(corr.shape[0], k=1)
     r = corr.to_numpy()[iu, ju]
     out = pd.DataFrame({"gene_a": corr.index[iu].astype(str), "gene_b": corr.columns[ju].astype(str), "r": r}).dropna()
     out["_key"] = -out["r"].abs() if absolute else -out["r"]
-    if n < 1:
-        raise ParameterError(f"n must be >= 1 (how many pairs to return), got {n}")
     return out.sort_values(["_key", "gene_a", "gene_b"]).drop(columns="_key").head(n).reset_index(drop=True)
 
 

@@ -78,12 +78,18 @@ def iter_blocks(csr: CsrFile, blocks) -> Iterator[tuple[int, int, np.ndarray, np
             yield a, b, data_ds[lo:hi], idx_ds[lo:hi].astype(np.int64, copy=False), csr.indptr[a:b + 1] - lo
 
 
+def csr_rows(X, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``data``, ``indices`` and the row pointer (from 0) of rows [a, b) of an in-memory CSR matrix, as views."""
+    lo, hi = int(X.indptr[a]), int(X.indptr[b])
+    return X.data[lo:hi], X.indices[lo:hi], X.indptr[a:b + 1] - lo
+
+
 def memory_blocks(X, chunk_nnz: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
     """Row blocks of an in-memory matrix (any sparse format or dense) in the layout of :func:`iter_blocks`."""
     X = X if sp.isspmatrix_csr(X) or isinstance(X, sp.csr_array) else sp.csr_matrix(X)
     for a, b in row_blocks(X.indptr, chunk_nnz):
-        lo, hi = int(X.indptr[a]), int(X.indptr[b])
-        yield a, b, X.data[lo:hi], X.indices[lo:hi].astype(np.int64, copy=False), X.indptr[a:b + 1] - lo
+        data, indices, ptr = csr_rows(X, a, b)
+        yield a, b, data, indices.astype(np.int64, copy=False), ptr
 
 
 def describe(path: str | os.PathLike, layer: str | None = None) -> pd.Series:

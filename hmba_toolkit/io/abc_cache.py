@@ -351,7 +351,7 @@ class AbcCache:
             intact_size = path.stat().st_size == entry.size
             if intact_size and (skip_hash_check or str(path) in self._downloaded()):
                 return path
-            if path.stat().st_size == entry.size and md5sum(path) == entry.md5:
+            if intact_size and md5sum(path) == entry.md5:
                 if os.access(self.root, os.W_OK):
                     self._record_downloaded(path)
                 return path

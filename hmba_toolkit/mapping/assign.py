@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from .._log2cpm import CPM, LOG2CPM_MAX, log2_per_total_jit
 from ..errors import DataFormatError, MissingFileError, ParameterError, ParameterTypeError
+from ..io._csr_blocks import csr_rows
 from ._tree import ROOT, TaxonomyTree
 from .stats import ReferenceStats, check_mapping_normalization
 
@@ -311,7 +312,7 @@ def _prepare_nodes(tree: TaxonomyTree, lookup: dict, col_of: dict, stats: Refere
     nodes, used = {}, {}
     for key in tree.parent_keys():
         if key == ROOT:
-            level, node, child_level = None, None, tree.hierarchy[0]
+            child_level = tree.hierarchy[0]
             children = tree.nodes(child_level)
         else:
             level, node = key.split("/", 1)
@@ -427,8 +428,7 @@ def _marker_block(data, indices, indptr, keep, raw, out):
 def _rows(X, a: int, b: int):
     """data, indices and row pointer of rows [a, b) of a matrix (views of an in-memory CSR; else read)."""
     if sp.issparse(X) and X.format == "csr":
-        lo, hi = int(X.indptr[a]), int(X.indptr[b])
-        return X.data[lo:hi], X.indices[lo:hi], X.indptr[a:b + 1] - lo
+        return csr_rows(X, a, b)
     block = X[a:b]
     block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
     return block.data, block.indices, block.indptr
