@@ -172,10 +172,12 @@ def million(root: Path, n: int = 1_000_000, panel: int = 500) -> dict:
     X[np.asarray(X.sum(1)).ravel() == 0, 0] = 1
     ad.AnnData(X, obs=pd.DataFrame(index=[f"m{i}" for i in range(n)]), var=pd.DataFrame(index=genes)).write_h5ad(path)
     del X, blocks
-    code = ("import resource, time, sys; from hmba_toolkit import mapping; s = mapping.read_stats(sys.argv[1]); "
+    # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's at fork, VmHWM restarts at exec
+    code = ("import time, sys; from hmba_toolkit import mapping; s = mapping.read_stats(sys.argv[1]); "
             "m = mapping.read_query_markers(sys.argv[2]); t = time.perf_counter(); "
             "r = mapping.map_cells(sys.argv[3], s, m, chunk_size=50000); "
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, len(r.assignments))")
+            "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+            "print(time.perf_counter() - t, hwm / 1e6, len(r.assignments))")
     out = subprocess.run([sys.executable, "-c", code, str(stats_path), str(markers_path), str(path)], check=True,
                          capture_output=True, text=True).stdout.split()
     return {"cells": int(out[2]), "seconds": float(out[0]), "peak_rss_gb": float(out[1])}
