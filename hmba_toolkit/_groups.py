@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ParameterError
+from .errors import ParameterError, ParameterTypeError
 
 
 def group_codes(obs: pd.DataFrame, groupby: Sequence[str], cells: pd.Index | None = None, *, source: str = "obs"):
@@ -16,6 +16,8 @@ def group_codes(obs: pd.DataFrame, groupby: Sequence[str], cells: pd.Index | Non
     ``cells`` aligns the codes to another cell order (e.g. a file's rows): cells absent from
     ``obs`` get -1. Missing ``groupby`` values also give -1.
     """
+    if not isinstance(obs, pd.DataFrame):
+        raise ParameterTypeError(f"{source}: obs must be a cell table (DataFrame indexed by cell label), not {type(obs).__name__}")
     by = [groupby] if isinstance(groupby, str) else list(groupby)
     if not by:
         raise ParameterError("groupby must name at least one column")

@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from ._checks import check_count, check_seed, numeric_array, warn_constant_columns
 from ._stats import bh_adjust
 from ._compat import renamed_parameters
 from .errors import ParameterError
@@ -38,13 +39,17 @@ AUTOCORRELATION_COLUMNS = ["gene", "statistic", "expected", "z_norm", "pvalue_no
                            "pvalue", "padj"]
 
 
-def _prepare(X, W, genes):
+def _prepare(X, W, genes, n_permutations=0, seed=0):
+    check_count(n_permutations, "n_permutations", minimum=0, what="(0 skips the permutation test)")
+    check_seed(seed)
     W = sp.csr_matrix(W, dtype=float)
     if W.shape[0] != W.shape[1]:
         raise ParameterError(f"W must be square, got {W.shape}")
-    X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=float)
+    X = X.toarray() if sp.issparse(X) else numeric_array(X, "X")
     if X.ndim == 1:
         X = X[:, None]
+    if X.ndim != 2:
+        raise ParameterError(f"X must be locations x genes (2-D) or one map (1-D), got shape {X.shape}")
     if X.shape[0] != W.shape[0]:
         raise ParameterError(f"X has {X.shape[0]} rows, W has {W.shape[0]}: one row of X per location")
     bad = ~np.isfinite(X).all(axis=0)
@@ -58,6 +63,7 @@ def _prepare(X, W, genes):
     names = list(genes) if genes is not None else [f"x{j}" for j in range(X.shape[1])]
     if len(names) != X.shape[1]:
         raise ParameterError(f"{len(names)} gene names for {X.shape[1]} columns")
+    warn_constant_columns(X, names, "spatial autocorrelation")
     S0 = W.sum()
     if S0 == 0:
         raise ParameterError("W has no weights")
@@ -145,7 +151,7 @@ def morans_i(X, W, genes: Sequence[str] | None = None, *, n_permutations: int = 
     >>> bool(res.loc[0, "statistic"] > 0.5)
     True
     """
-    W, z, n, S0, S1, S2, names = _prepare(X, W, genes)
+    W, z, n, S0, S1, S2, names = _prepare(X, W, genes, n_permutations, seed)
     stat = _moran(W, z, n, S0)
     e = -1.0 / (n - 1)
     vn = (n**2 * S1 - n * S2 + 3 * S0**2) / ((n - 1) * (n + 1) * S0**2) - e**2
@@ -162,7 +168,7 @@ def gearys_c(X, W, genes: Sequence[str] | None = None, *, n_permutations: int = 
 
     C below 1 means positive autocorrelation (neighbours alike), above 1 negative.
     """
-    W, z, n, S0, S1, S2, names = _prepare(X, W, genes)
+    W, z, n, S0, S1, S2, names = _prepare(X, W, genes, n_permutations, seed)
     stat = _geary(W, z, n, S0)
     vn = ((2 * S1 + S2) * (n - 1) - 4 * S0**2) / (2 * (n + 1) * S0**2)
     k = _kurtosis(z)

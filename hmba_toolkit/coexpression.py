@@ -33,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import optimize, stats
 
+from ._checks import check_layer
 from ._compat import renamed_parameters, warn
 from .errors import ParameterError, ParameterTypeError
 
@@ -107,6 +108,8 @@ def _constant_columns(X) -> np.ndarray:
 def _select(names: pd.Index, genes: Sequence[str] | None, what: str) -> np.ndarray:
     if genes is None:
         return np.arange(len(names))
+    if isinstance(genes, str):
+        raise ParameterTypeError(f"genes must be a list of names, not one string; use [{genes!r}]")
     genes = list(genes)
     pos = pd.Index(names).get_indexer(genes)
     missing = [g for g, p in zip(genes, pos, strict=True) if p < 0]
@@ -184,8 +187,7 @@ def gene_correlation(data, genes: Sequence[str] | None = None, *, method: str = 
             X = (Xn.toarray() if sp.issparse(Xn) else np.asarray(Xn, dtype=float))[:, cols]
             level = "pseudobulk"
         else:
-            if layer and layer not in data.layers:
-                raise ParameterError(f"layer {layer!r} is not in the AnnData; layers: {list(data.layers)}")
+            check_layer(data, layer, "data")
             X = (data.layers[layer] if layer else data.X)[:, cols]
             X = sp.csc_matrix(X, dtype=float) if sp.issparse(X) else np.asarray(X, dtype=float)
             level = "cells"
@@ -204,6 +206,8 @@ def top_pairs(corr: pd.DataFrame, n: int = 20, *, absolute: bool = True) -> pd.D
     Each pair appears once (upper triangle), sorted by ``|r|`` (or ``r`` when ``absolute`` is
     False) and then by name, so ties are stable.
     """
+    if not isinstance(corr, pd.DataFrame):
+        raise ParameterTypeError(f"corr must be a genes x genes DataFrame (gene_correlation), not {type(corr).__name__}")
     if corr.shape[0] != corr.shape[1] or not corr.index.equals(corr.columns):
         raise ParameterError("corr must be a square matrix with the same genes as index and columns")
     if n < 1:
@@ -244,6 +248,9 @@ def cge(expression: pd.DataFrame, *, method: str = "pearson") -> pd.DataFrame:
     """
     if not isinstance(expression, pd.DataFrame):
         raise ParameterError("expression must be a regions x genes DataFrame")
+    if expression.index.has_duplicates:
+        raise ParameterError(f"expression has duplicated regions {list(expression.index[expression.index.duplicated()][:5])}: "
+                             "one row per region")
     ok = expression.notna().all(axis=1)
     e = expression.loc[ok]
     if len(e) < 3 or e.shape[1] < 3:
@@ -366,8 +373,10 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
         else:
             c = np.asarray(coords, float)
         D = np.sqrt(((c[:, None, :] - c[None]) ** 2).sum(-1))
-    if D.shape != cge_matrix.shape or not np.isfinite(D).all():
-        raise ParameterError(f"distances must be finite and {cge_matrix.shape}, got {D.shape}")
+    if D.shape != cge_matrix.shape:
+        raise ParameterError(f"distances must be {cge_matrix.shape} (one row and column per region of cge_matrix), got {D.shape}")
+    if not np.isfinite(D).all():
+        raise ParameterError(f"distances has {int((~np.isfinite(D)).sum())} NaN or infinite entries")
     iu, ju = np.triu_indices(len(regions), k=1)
     d, y = D[iu, ju], cge_matrix.to_numpy(float)[iu, ju]
     ok = np.isfinite(y)

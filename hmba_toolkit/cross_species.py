@@ -20,15 +20,16 @@ alignment at the Group level).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ._compat import renamed_parameters
+from ._checks import check_count, check_layer, check_seed, numeric_array
+from ._compat import renamed_parameters, warn
 from ._taxonomy import check_cross_species
-from .errors import ParameterError
+from .errors import ParameterError, ParameterTypeError
 
 __all__ = ["group_profiles", "variable_genes", "profile_correlation", "match_groups", "match_species", "marker_ranks"]
 
@@ -84,8 +85,7 @@ def group_profiles(
         if col not in aggregated.obs:
             raise ParameterError(f"aggregated.obs has no column {col!r}; aggregate with groupby=[{species!r}, {group!r}]")
     check_cross_species(aggregated.obs, group, species)
-    if layer is not None and layer not in aggregated.layers:
-        raise ParameterError(f"layer {layer!r} is not in aggregated.layers; layers: {list(aggregated.layers)}")
+    check_layer(aggregated, layer, "aggregated")
     values = aggregated.X if layer is None else aggregated.layers[layer]
     values = np.asarray(values.toarray() if hasattr(values, "toarray") else values, dtype=np.float64)
     if gene_column is None:
@@ -127,6 +127,9 @@ def variable_genes(profiles: dict[str, pd.DataFrame], n: int = 2000, groups: Seq
     >>> sorted(variable_genes(profiles, n=10)) == sorted(f"g{i}" for i in range(10))
     True
     """
+    n = check_count(n, "n", what="(how many genes to return)")
+    if not isinstance(profiles, Mapping) or not profiles:
+        raise ParameterError("profiles must be a non-empty {species: Groups x genes} mapping (group_profiles)")
     shared = groups if groups is not None else sorted(set.intersection(*(set(t.index) for t in profiles.values())))
     if len(shared) < 3:
         raise ParameterError(f"need at least 3 Groups shared by every species, found {len(shared)}")
@@ -169,6 +172,11 @@ def profile_correlation(
     """
     if method not in ("pearson", "spearman"):
         raise ParameterError(f"method must be 'pearson' or 'spearman', not {method!r}")
+    for name, table in (("reference", reference), ("query", query)):
+        if not isinstance(table, pd.DataFrame):
+            raise ParameterTypeError(f"{name} must be a Groups x genes DataFrame (group_profiles), not {type(table).__name__}")
+    if isinstance(genes, str):
+        raise ParameterTypeError(f"genes must be a list of gene names, not one string; use [{genes!r}]")
     genes = list(genes) if genes is not None else sorted(set(reference.columns) & set(query.columns))
     missing = [g for g in genes if g not in reference.columns or g not in query.columns]
     if missing:
@@ -177,15 +185,29 @@ def profile_correlation(
         raise ParameterError(f"the reference and query profiles share {len(genes)} gene column(s); a correlation needs at "
                              "least 3 (profiles are Groups x genes, e.g. from group_profiles on the aligned set)")
     a, b = reference[genes], query[genes]
+    for name, table in (("reference", a), ("query", b)):
+        values = numeric_array(table, f"{name} profiles")
+        if not np.isfinite(values).all():
+            bad = list(table.index[~np.isfinite(values).all(axis=1)][:5])
+            raise ParameterError(f"{name} profiles have NaN or infinite values in Groups {bad}; drop those Groups or genes first")
+    a, b = (pd.DataFrame(numeric_array(t, "profiles"), index=t.index, columns=t.columns) for t in (a, b))
     if center:
         a, b = _centred(a), _centred(b)
     if method == "spearman":
         a, b = a.rank(axis=1), b.rank(axis=1)
     A = a.to_numpy(float)
     B = b.to_numpy(float)
+    flat = {}
+    for name, M, index in (("reference", A, reference.index), ("query", B, query.index)):
+        flat[name] = (M == M[:, :1]).all(axis=1)
+        if flat[name].any():
+            warn(f"profile_correlation: {name} Groups {list(index[flat[name]][:5])} do not vary across the {len(genes)} genes; "
+                 "their correlations are NaN")
     A = (A - A.mean(1, keepdims=True)) / np.maximum(A.std(1, keepdims=True), 1e-300)
     B = (B - B.mean(1, keepdims=True)) / np.maximum(B.std(1, keepdims=True), 1e-300)
     r = A @ B.T / A.shape[1]
+    r[flat["reference"], :] = np.nan
+    r[:, flat["query"]] = np.nan
     return pd.DataFrame(r, index=reference.index, columns=query.index)
 
 
@@ -216,10 +238,13 @@ def match_groups(correlation: pd.DataFrame, *, n_permutations: int = 1000, seed:
     shared = sorted(set(correlation.index) & set(correlation.columns))
     if len(shared) < 2:
         raise ParameterError("fewer than 2 Groups are present in both species")
-    if n_permutations < 1:
-        raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}")
+    n_permutations = check_count(n_permutations, "n_permutations")
+    check_seed(seed)
     c = correlation.loc[shared]
     values = c.to_numpy(float)
+    if not np.isfinite(values).all():
+        bad = [g for g, row in zip(shared, values, strict=True) if not np.isfinite(row).all()]
+        raise ParameterError(f"correlation has NaN for Groups {bad[:10]} (a profile that does not vary?); drop them first")
     cols = np.asarray(c.columns)
     self_pos = np.array([np.flatnonzero(cols == g)[0] for g in shared])
     best = values.argmax(axis=1)
@@ -271,6 +296,9 @@ def marker_ranks(profiles: dict[str, pd.DataFrame], markers: dict[str, Sequence[
                 if gene in table.columns:
                     rows.append({"group": group, "gene": gene, "species": sp_name, "value": float(table.at[group, gene]),
                                  "rank": int(ranks.at[group, gene]), "n_groups": len(table)})
+    if not rows:
+        groups = sorted({g for t in profiles.values() for g in t.index})
+        raise ParameterError(f"no marker of markers' Groups {sorted(markers)[:5]} is in the profiles; their Groups: {groups[:8]}")
     return pd.DataFrame(rows, columns=["group", "gene", "species", "value", "rank", "n_groups"])
 
 

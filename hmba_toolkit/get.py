@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._checks import check_anndata, check_layer
 from ._names import closest_names
 from .errors import NotFoundError, ParameterError, ParameterTypeError
 
@@ -111,8 +112,8 @@ def obs_df(
     """
     if isinstance(keys, str) or isinstance(obs_keys, str):
         raise ParameterTypeError("keys and obs_keys must be lists of names, not one string")
-    if layer is not None and layer not in adata.layers:
-        raise ParameterError(f"layer {layer!r} is not in adata.layers; layers: {list(adata.layers)}")
+    check_anndata(adata, "obs_df")
+    check_layer(adata, layer)
     genes = [k for k in keys if k not in adata.obs.columns]
     for k in obs_keys:
         if k not in adata.obs.columns:

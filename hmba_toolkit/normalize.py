@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from ._arrays import has_fractions
 from ._compat import LegacyTuple, warn
 from ._log2cpm import CPM, CPT, LOG2CPM_LABEL, log2_per_total, refuse_normalized
-from .errors import DataFormatError, ParameterTypeError
+from .errors import DataFormatError, ParameterError, ParameterTypeError
 
 __all__ = ["counts_per", "cpm", "log2_normalize", "log2_cpm", "log2_cpt", "qc_metrics", "QcMetrics"]
 
@@ -95,6 +95,8 @@ def _check_counts(adata: ad.AnnData, what: str) -> None:
     if not isinstance(adata, ad.AnnData):
         raise ParameterTypeError(f"{what} takes an AnnData (cells x genes, raw counts), not {type(adata).__name__}"
                                  + ("; read the file first (io.read_h5ad_subset)" if isinstance(adata, str) else ""))
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ParameterError(f"{what}: the AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes)")
     refuse_normalized(adata.uns, what)
     if has_fractions(adata.X):
         warn(f"{what} expects raw counts; X holds non-integer values (already normalised?)")
@@ -104,6 +106,10 @@ def _normalized(adata: ad.AnnData, scale: float, label: str, name: str) -> ad.An
     _check_counts(adata, name)
     out = adata.copy()
     out.X = log2_normalize(adata.X, scale)
+    empty = np.asarray(out.X.getnnz(axis=1) == 0)
+    if empty.any():
+        warn(f"{name}: {int(empty.sum())} of {adata.n_obs} cells have no counts (e.g. {list(adata.obs_names[empty][:3])}); "
+             "their values stay 0: filter them out first")
     out.uns["normalization"] = label
     return out
 
@@ -164,6 +170,8 @@ def qc_metrics(adata: ad.AnnData, blank_prefix: str = "Blank-") -> QcMetrics:
     """
     if not isinstance(adata, ad.AnnData):
         raise ParameterTypeError(f"qc_metrics takes an AnnData (cells x genes, raw counts), not {type(adata).__name__}")
+    if not isinstance(blank_prefix, str):
+        raise ParameterTypeError(f"blank_prefix must be a string (the blank codewords' name prefix), not {blank_prefix!r}")
     X = _as_csr(adata.X)
     if X.nnz and not np.allclose(X.data, np.round(X.data)):
         raise DataFormatError("qc_metrics expects raw integer counts (use the '-raw.h5ad' matrix)")

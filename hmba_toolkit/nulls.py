@@ -62,6 +62,7 @@ from scipy import linalg, optimize, stats
 from scipy.spatial import cKDTree
 
 from ._arrays import canonical_signs, zscore_rows
+from ._checks import check_count, check_seed, numeric_array
 from ._compat import LegacyTuple, renamed_parameters, warn_renamed
 from .errors import NotFoundError, ParameterError
 from .variograms import VariogramGeometry, _check_map, _r2, summarize_fits, variogram_fit
@@ -80,17 +81,20 @@ def _distances(coords, distances) -> np.ndarray:
     return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
 
 
-def _check_n(n) -> int:
-    if int(n) < 1:
+def _check_n(n, seed=0) -> int:
+    """The number of surrogates (a whole number >= 1), after checking ``seed``."""
+    check_seed(seed)
+    n = check_count(n, "n_permutations", minimum=-(2**62))
+    if n < 1:
         raise ParameterError(f"n_permutations must be a positive number of surrogate maps, got {n}")
-    return int(n)
+    return n
 
 
 @renamed_parameters(n="n_permutations")
 def naive(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distances=None) -> np.ndarray:
     """Random permutations of ``x`` (ignores space; shown for contrast)."""
-    n = _check_n(n_permutations)
-    x = np.asarray(x, dtype=float)
+    n = _check_n(n_permutations, seed)
+    x = _check_map(x, finite=False)
     rng = np.random.default_rng(seed)
     return np.stack([rng.permutation(x) for _ in range(n)])
 
@@ -127,6 +131,10 @@ def moran_eigenvectors(coords=None, *, distances=None, weights: str = "inverse")
     (60, True)
     """
     D = _distances(coords, distances)
+    same = (D == 0).sum() - D.shape[0]
+    if same > 0:
+        raise ParameterError(f"{'coords' if distances is None else 'distances'} holds {same // 2} pair(s) of locations at "
+                             "distance 0 (duplicated locations): merge or jitter them first")
     with np.errstate(divide="ignore"):
         W = np.where(D > 0, 1.0 / D, 0.0) if weights == "inverse" else None
     if W is None:
@@ -149,13 +157,13 @@ def moran(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distance
     correlation with every Moran eigenvector (hence its Moran's I spectrum). Pass precomputed
     ``eigenvectors`` (from :func:`moran_eigenvectors`) to reuse the O(N^3) decomposition.
     """
-    n = _check_n(n_permutations)
+    n = _check_n(n_permutations, seed)
     if procedure not in ("singleton", "pair"):
         raise ParameterError(f"procedure={procedure!r} is not 'singleton' or 'pair'")
     if eigenvectors is None:
         eigenvectors = moran_eigenvectors(coords, distances=distances)
     V = eigenvectors.eigenvectors if isinstance(eigenvectors, MoranEigenvectors) else np.asarray(eigenvectors)
-    x = np.asarray(x, dtype=float)
+    x = _check_map(x, finite=False)
     if V.shape[0] != x.size:
         raise ParameterError(f"eigenvectors have {V.shape[0]} rows for {x.size} values")
     if not np.isfinite(x).all():
@@ -297,9 +305,13 @@ def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, di
     Burt JB et al. (2018) Nat Neurosci 21:1251-1259; Ord K (1975) JASA 70:120-126; Fulcher BD et al.
     (2021) Nat Commun 12:2669 (SAR ensembles with a fitted distance scale).
     """
-    n = _check_n(n_permutations)
+    n = _check_n(n_permutations, seed)
     if method not in ("auto", "dense", "sparse"):
         raise ParameterError(f"method must be 'auto', 'dense' or 'sparse', not {method!r}")
+    if rho is not None and not -1 < float(rho) < 1:
+        raise ParameterError(f"rho must lie in (-1, 1) for the spatial-lag model to be stationary, got {rho}")
+    if d0 is not None and not float(d0) > 0:
+        raise ParameterError(f"d0 must be a positive distance, got {d0}")
     if coords is None and distances is None:
         raise ParameterError("spatial_lag needs the map's locations: pass coords (n x 2 or n x 3) or distances (n x n)")
     N = (np.asarray(distances).shape[0] if distances is not None else np.asarray(coords).shape[0])
@@ -378,8 +390,8 @@ def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson") -> Correlatio
     >>> res.n_permutations, bool(0 < res.pvalue <= 1), res.null_r.shape
     (99, True, (99,))
     """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    nulls = np.asarray(nulls, float)
+    x, y = numeric_array(x, "x"), numeric_array(y, "y")
+    nulls = numeric_array(nulls, "nulls")
     if nulls.ndim != 2 or nulls.shape[1] != x.size or y.size != x.size:
         raise ParameterError(f"nulls must be (n, {x.size}) and y must have {x.size} values")
     if method == "spearman":
@@ -488,7 +500,7 @@ def variogram(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, dist
         warn_renamed("variogram(..., return_fit=True)", "variogram_fit(x, surrogates, coords)", "hmba_toolkit.nulls")
     if kernel not in ("exp", "gaussian", "invdist", "uniform"):
         raise ParameterError(f"kernel={kernel!r} is not one of 'exp', 'gaussian', 'invdist', 'uniform'")
-    n = _check_n(n_permutations)
+    n = _check_n(n_permutations, seed)
     g = geometry
     if g is None:
         g = VariogramGeometry.build(coords, distances=distances, pv=pv, nh=nh, knn=knn, sampled=sampled, ns=ns, seed=seed)
@@ -564,6 +576,8 @@ def random_fields(coords, n_fields: int = 1, *, length_scale: float = 0.3, seed:
     ----------
     Markello RD, Misic B (2021) NeuroImage 236:118052. Burt JB et al. (2020) NeuroImage 220:117038.
     """
+    n_fields = check_count(n_fields, "n_fields")
+    check_seed(seed)
     D = _distances(coords, None)
     if length_scale <= 0:
         raise ParameterError(f"length_scale must be positive, got {length_scale}")

@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from ._checks import check_count, check_seed
 from ._compat import warn
 from ._names import did_you_mean
 from ._stats import bh_adjust
@@ -224,8 +225,8 @@ def compare_groups(
     features = _columns(cells, features, "features")
     _columns(cells, [groupby, replicate], "columns")
     check_cross_species(cells, groupby)  # Clusters are species-specific: never compared across species
-    if n_permutations < 1:
-        raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}")
+    n_permutations = check_count(n_permutations, "n_permutations")
+    check_seed(seed)
     kept = _confident(cells, groupby, min_probability).sort_index(kind="stable")  # results never depend on row order
     rows, degenerate = [], []
     for k, feature in enumerate(features):
@@ -326,8 +327,8 @@ def gene_feature_correlations(
         raise ParameterTypeError(f"expression must be AnnData or a cells x genes DataFrame, not {type(expression).__name__}")
     features = _columns(cells, features, "features")
     _columns(cells, [replicate], "replicate")
-    if n_permutations < 1:
-        raise ParameterError(f"n_permutations must be >= 1, got {n_permutations}")
+    n_permutations = check_count(n_permutations, "n_permutations")
+    check_seed(seed)
     if not expression.columns.is_unique:
         dup = expression.columns[expression.columns.duplicated()].unique().tolist()
         raise ParameterError(f"expression has duplicated gene names {dup[:5]}; use gene_column=None (identifiers)")

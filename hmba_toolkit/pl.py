@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ParameterError
+from .errors import ParameterError, ParameterTypeError
 
 
 
@@ -32,7 +32,20 @@ __all__ = ["volcano", "de_dotplot", "enrichment_curve", "enrichment_dotplot", "v
            "format_pvalues", "SPECIES_COLORS"]
 
 
+def _require_columns(table, columns: Sequence[str], what: str, source: str) -> None:
+    """Refuse a table that is not a DataFrame with ``columns``, naming the function that makes it."""
+    if not isinstance(table, pd.DataFrame):
+        raise ParameterTypeError(f"{what} must be a DataFrame from {source}, not {type(table).__name__}")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ParameterError(f"{what} lacks columns {missing} (is it a table from {source}?); columns: {list(table.columns)[:12]}")
+
+
+_DE_SOURCE = "hmba_toolkit.de.wilcoxon or de.pseudobulk"
+
+
 def _one_group(de: pd.DataFrame, group: str | None) -> pd.DataFrame:
+    _require_columns(de, ["group", "gene", "pvalue"], "de", _DE_SOURCE)
     groups = de["group"].unique()
     if group is None:
         if len(groups) != 1:
@@ -49,6 +62,7 @@ def volcano(de: pd.DataFrame, group: str | None = None, *, padj: float = 0.05, l
 
     The ``label_top`` most significant of them are labelled.
     """
+    _require_columns(de, ["group", "reference", "gene", "log2_fold_change", "pvalue", "padj"], "de", _DE_SOURCE)
     d = _one_group(de, group).dropna(subset=["pvalue", "log2_fold_change"])
     ax = ax or plt.subplots(figsize=(5, 4))[1]
     y = -np.log10(np.maximum(d["pvalue"].to_numpy(float), np.finfo(float).tiny))
@@ -70,6 +84,7 @@ def volcano(de: pd.DataFrame, group: str | None = None, *, padj: float = 0.05, l
 
 def de_dotplot(de: pd.DataFrame, genes: Sequence[str], *, ax: plt.Axes | None = None) -> plt.Axes:
     """Dot plot from a tidy DE table: dot size = fraction expressing in the group, colour = mean in the group."""
+    _require_columns(de, ["group", "gene", "frac_in", "mean_in"], "de", _DE_SOURCE)
     d = de[de["gene"].isin(genes)]
     if d.empty:
         raise ParameterError("none of the genes is in the table")
@@ -104,6 +119,7 @@ def enrichment_curve(ranking: pd.Series, genes: Sequence[str], *, weight: float 
 
 def enrichment_dotplot(res: pd.DataFrame, top: int = 15, *, ax: plt.Axes | None = None) -> plt.Axes:
     """The ``top`` sets by p-value: x = statistic (NES or expected overlap), size = set size, colour = -log10 padj."""
+    _require_columns(res, ["term", "statistic", "n_overlap", "padj"], "res", "hmba_toolkit.gsea.ora or gsea.prerank")
     d = res.head(top).iloc[::-1]
     ax = ax or plt.subplots(figsize=(5, 0.3 * len(d) + 1))[1]
     sc = ax.scatter(d["statistic"], np.arange(len(d)), s=10 + 3 * d["n_overlap"], c=-np.log10(d["padj"].clip(lower=1e-300)), cmap="viridis")
@@ -145,6 +161,8 @@ def variogram_fit(fit, *, label: str = "surrogates", distance_unit: str = "", ax
 
 def cge_distance(fit, *, distance_unit: str = "mm", ax: plt.Axes | None = None) -> plt.Axes:
     """Correlated gene expression of region pairs against their distance, with the fitted decay curve."""
+    if not hasattr(fit, "pairs") or not hasattr(fit, "predict"):
+        raise ParameterTypeError(f"fit must be a DistanceDecayFit (coexpression.fit_distance_decay), not {type(fit).__name__}")
     pairs = fit.pairs
     ax = ax or plt.subplots(figsize=(5, 3.6))[1]
     ax.scatter(pairs["distance"], pairs["cge"], s=4, alpha=0.4, color="0.4", lw=0, label="region pairs")
@@ -286,6 +304,8 @@ def structure_heatmap(
     """
     from .mouse import load_ontology
 
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise ParameterError("table must be a non-empty structures x genes DataFrame (mouse.unionize_genes)")
     ontology = load_ontology() if ontology is None else ontology
     missing = [s for s in table.index if s not in ontology]
     if missing:
@@ -346,6 +366,9 @@ def group_correlation(
     >>> ax.get_xlabel()
     'Macaque Group'
     """
+    if not isinstance(correlation, pd.DataFrame):
+        raise ParameterTypeError(f"correlation must be a Groups x Groups DataFrame (cross_species.profile_correlation), "
+                                 f"not {type(correlation).__name__}")
     order = list(order) if order is not None else sorted(set(correlation.index) | set(correlation.columns))
     rows = [g for g in order if g in correlation.index]
     cols = [g for g in order if g in correlation.columns]
@@ -419,6 +442,8 @@ def embedding(
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
     ['Human (2)', 'Macaque (1)']
     """
+    if not isinstance(cells, pd.DataFrame):
+        raise ParameterTypeError(f"cells must be a DataFrame with columns {x!r}, {y!r} and {color!r}, not {type(cells).__name__}")
     for column in (x, y, color):
         if column not in cells.columns:
             raise ParameterError(f"cells has no column {column!r}; columns: {list(cells.columns)[:12]}")
@@ -438,6 +463,8 @@ def format_pvalue(p: float, digits: int = 2) -> str:
     >>> format_pvalue(0.0312), format_pvalue(3.2e-09), format_pvalue(float("nan"))
     ('0.031', '3.2e-09', 'NaN')
     """
+    if isinstance(p, (str, bytes)) or not isinstance(p, (int, float, np.number, type(None))):
+        raise ParameterTypeError(f"p must be a number, not {p!r} ({type(p).__name__})")
     if p is None or not np.isfinite(p):
         return "NaN"
     if p < 1e-3:
@@ -456,9 +483,14 @@ def format_pvalues(table: pd.DataFrame, digits: int = 2, columns: Sequence[str] 
     >>> format_pvalues(res).values.tolist()
     [['A', '2.0e-12', '4.0e-12'], ['B', '0.2', '0.2']]
     """
+    if not isinstance(table, pd.DataFrame):
+        raise ParameterTypeError(f"table must be a result DataFrame, not {type(table).__name__}")
     out = table.copy()
     chosen = columns if columns is not None else [c for c in out.columns
                                                   if c in ("pvalue", "padj") or str(c).startswith("pvalue_")]
+    missing = [c for c in chosen if c not in out.columns]
+    if missing:
+        raise ParameterError(f"columns {missing} are not in the table; columns: {list(out.columns)[:12]}")
     for c in chosen:
         out[c] = [format_pvalue(float(v), digits) for v in out[c]]
     return out

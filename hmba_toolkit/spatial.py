@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.path import Path as MplPath
 
-from .errors import DataFormatError, MissingFileError
+from .errors import DataFormatError, MissingFileError, ParameterTypeError
 
 __all__ = ["read_region_polygons", "read_section_polygons", "assign_cells_to_regions", "assign_cells_by_plane", "PARCELLATION_ORDER"]
 
@@ -39,10 +39,11 @@ def read_region_polygons(path: str | os.PathLike) -> dict[str, list[np.ndarray]]
         raise MissingFileError(f"{path} does not exist (a slab plane's region polygons, GeoJSON)")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{path}: not valid GeoJSON ({exc})") from exc
-    if doc.get("type") != "FeatureCollection":
-        raise DataFormatError(f"{path}: expected a FeatureCollection, got {doc.get('type')!r}")
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        kind = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
+        raise DataFormatError(f"{path}: expected a FeatureCollection, got {kind!r}")
     out: dict[str, list[np.ndarray]] = {}
 
     def rings(geom):
@@ -58,11 +59,16 @@ def read_region_polygons(path: str | os.PathLike) -> dict[str, list[np.ndarray]]
         else:
             raise DataFormatError(f"{path}: unsupported geometry {kind!r}")
 
-    for n, feat in enumerate(doc.get("features", [])):
-        label = (feat.get("properties") or {}).get("label")
-        if label is None:
-            raise DataFormatError(f"{path}: feature {n} has no properties.label")
-        out.setdefault(str(label), []).extend(rings(feat["geometry"]))
+    try:
+        for n, feat in enumerate(doc.get("features", [])):
+            label = (feat.get("properties") or {}).get("label")
+            if label is None:
+                raise DataFormatError(f"{path}: feature {n} has no properties.label")
+            out.setdefault(str(label), []).extend(rings(feat["geometry"]))
+    except (AttributeError, KeyError, TypeError, IndexError, ValueError) as exc:
+        if isinstance(exc, DataFormatError):
+            raise
+        raise DataFormatError(f"{path}: a feature is not a labelled polygon ({type(exc).__name__}: {exc})") from None
     return out
 
 
@@ -171,6 +177,8 @@ def assign_cells_by_plane(
     >>> bool((assigned == cells["parcellation_term_symbol"]).mean() > 0.95)
     True
     """
+    if not isinstance(cells, pd.DataFrame):
+        raise ParameterTypeError(f"cells must be a cell table (DataFrame), not {type(cells).__name__}")
     missing = [c for c in (plane_column, x, y) if c not in cells.columns]
     if missing:
         raise DataFormatError(f"cells has no column(s) {missing}; pass plane_column=, x=, y= for other names")

@@ -41,6 +41,7 @@ autocorrelation: a nonparametric approach. Biometrics 70:409-418.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numba
@@ -49,7 +50,8 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
-from .errors import ParameterError
+from ._checks import numeric_array
+from .errors import ParameterError, ParameterTypeError
 from .weights import _coords
 
 __all__ = ["POOR_FIT_R2", "summarize_fits", "smoothed_variogram", "variogram_fit", "VariogramGeometry"]
@@ -288,13 +290,13 @@ def _all_pairs_below(c, D, pv: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return iu[keep].astype(np.int64), ju[keep].astype(np.int64), u[keep]
 
 
-def _check_map(x, n: int | None = None, name: str = "x") -> np.ndarray:
-    x = np.asarray(x, dtype=float)
+def _check_map(x, n: int | None = None, name: str = "x", finite: bool = True) -> np.ndarray:
+    x = numeric_array(x, name)
     if x.ndim != 1:
         raise ParameterError(f"{name} must be one map (a 1-D array of N values), got shape {x.shape}")
     if n is not None and x.size != n:
         raise ParameterError(f"{name} has {x.size} values for {n} locations")
-    if not np.isfinite(x).all():
+    if finite and not np.isfinite(x).all():
         raise ParameterError(f"{name} has {int((~np.isfinite(x)).sum())} NaN or infinite values; drop those locations first")
     return x
 
@@ -336,7 +338,7 @@ def smoothed_variogram(x, coords=None, *, distances=None, pv: float = 25.0, nh: 
     """
     g = VariogramGeometry.build(coords, distances=distances, pv=pv, nh=nh, bandwidth=bandwidth, sampled=False,
                                 neighbours=False)
-    X = np.asarray(x, dtype=float)
+    X = numeric_array(x, "x")
     one = X.ndim == 1
     X = X[:, None] if one else X
     if X.shape[0] != g.n or not np.isfinite(X).all():
@@ -404,9 +406,12 @@ def variogram_fit(x, surrogates, coords=None, *, distances=None, geometry: Vario
     g = geometry if geometry is not None else VariogramGeometry.build(coords, distances=distances, pv=pv, nh=nh,
                                                                         sampled=False, neighbours=False)
     x = _check_map(x, g.n)
-    S = np.asarray(surrogates, dtype=float)
+    S = numeric_array(surrogates, "surrogates")
     if S.ndim != 2 or S.shape[1] != g.n:
         raise ParameterError(f"surrogates must be an (n, {g.n}) array, got shape {S.shape}")
+    if not np.isfinite(S).all():
+        raise ParameterError(f"surrogates has {int((~np.isfinite(S).all(axis=1)).sum())} of {S.shape[0]} maps with NaN or "
+                             "infinite values")
     t = g.variogram(x)[:, 0]
     G = g.variogram(S.T)
     r2 = _r2(t, G)
@@ -442,6 +447,8 @@ def summarize_fits(fits, threshold: float = POOR_FIT_R2) -> pd.DataFrame:
     >>> summarize_fits(fits)["verdict"].tolist()
     ['good fit', 'POOR FIT: not calibrated for this map']
     """
+    if not isinstance(fits, Mapping):
+        raise ParameterTypeError(f"fits must be a {{null name: variogram_fit table}} mapping, not {type(fits).__name__}")
     rows = []
     for name, fit in fits.items():
         if "r2" not in getattr(fit, "columns", ()):

@@ -11,10 +11,13 @@ Nat Neurosci 21:1251-1259 (exponential-decay weights ``exp(-d/d0)``).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
+from ._checks import check_count, numeric_array
 from .errors import ParameterError
 
 __all__ = ["knn_weights", "distance_band_weights", "exponential_weights", "row_standardize"]
@@ -22,7 +25,7 @@ __all__ = ["knn_weights", "distance_band_weights", "exponential_weights", "row_s
 
 def _coords(coords) -> np.ndarray:
     """Positions as a finite float (N, d) array (1-D input is one coordinate per location)."""
-    c = np.asarray(coords, dtype=float)
+    c = numeric_array(coords, "coords")
     if c.ndim == 1:
         c = c[:, None]
     if c.ndim != 2:
@@ -35,6 +38,7 @@ def _coords(coords) -> np.ndarray:
 def knn_weights(coords, k: int = 6) -> sp.csr_matrix:
     """Binary weights to each point's ``k`` nearest neighbours (not symmetrised)."""
     c = _coords(coords)
+    k = check_count(k, "k")
     if not 1 <= k < len(c):
         raise ParameterError(f"k must be between 1 and N - 1 = {len(c) - 1}, got {k}")
     _, idx = cKDTree(c).query(c, k=k + 1)
@@ -94,8 +98,13 @@ def exponential_weights(coords=None, d0: float = 1.0, *, distances=None, cutoff:
 
 
 def row_standardize(W) -> sp.csr_matrix:
-    """Scale each row of ``W`` to sum to 1 (rows that sum to 0 are left as zeros)."""
+    """Scale each row of ``W`` to sum to 1 (rows that sum to 0, locations without a neighbour, stay zeros, with a warning)."""
     W = sp.csr_matrix(W, dtype=float)
+    if W.shape[0] != W.shape[1]:
+        raise ParameterError(f"W must be a square locations x locations matrix, got shape {W.shape}")
     s = np.asarray(W.sum(axis=1)).ravel()
+    if (s == 0).any():
+        warnings.warn(f"row_standardize: {int((s == 0).sum())} of {len(s)} locations have no neighbour (rows of zeros); "
+                      "they are left out of the spatial lag", UserWarning, stacklevel=2)
     inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
     return sp.csr_matrix(sp.diags(inv) @ W)

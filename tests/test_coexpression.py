@@ -55,7 +55,7 @@ def test_unknown_gene_gets_suggestions(cells):
         coexpression.gene_correlation(cells, method="kendall")
     with pytest.raises(HmbaToolkitError, match="duplicated"):
         coexpression.gene_correlation(cells, ["G1", "G1"])
-    with pytest.raises(HmbaToolkitError, match="layer 'counts' is not in the AnnData"):
+    with pytest.raises(HmbaToolkitError, match="layer 'counts' is not in data.layers"):
         coexpression.gene_correlation(cells, layer="counts")
 
 

@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 from hmba_toolkit import (ahba, autocorrelation, coexpression, cross_species, de, get, gsea, mapping, mouse, normalize, nulls,
-                          patchseq, spatial, stream, variograms, weights)
+                          patchseq, pl, spatial, stream, variograms, weights)
 from hmba_toolkit.errors import (DataFormatError, DownloadError, HmbaToolkitError, ManifestError, MissingFileError, NotFoundError,
                                  ParameterError, ParameterTypeError)
 from hmba_toolkit.io import (AbcCache, age_in_years, download_file, fetch_bytes, read_ahba_donor, read_brainspan,
@@ -176,7 +176,7 @@ def _cases(files):
         ("top pairs n = 0", lambda: coexpression.top_pairs(pd.DataFrame(np.eye(3)), n=0), HmbaToolkitError, r"n must be >= 1"),
         ("QC metrics of an array", lambda: normalize.qc_metrics(np.ones((3, 3))), TypeError, r"qc_metrics takes an AnnData"),
         ("per-sample scores of an AnnData", lambda: gsea.sample_scores(_pbmc_like(), {"S": ["G1", "G2"]}), TypeError,
-         r"expression must be a genes x samples DataFrame"),
+         r"expression must be a samples x genes DataFrame"),
         ("missing region polygons", lambda: spatial.read_region_polygons(d / "absent.geojson"), FileNotFoundError,
          r"absent\.geojson does not exist"),
         ("gene query of no gene", lambda: read_genes(h5ad, [], progress=False), HmbaToolkitError, r"genes is empty"),
@@ -289,6 +289,127 @@ def _cases(files):
         ("wilcoxon: no gene per block", lambda: de.wilcoxon(_pbmc_like(), "cell_type", gene_block=0), ParameterError,
          r"gene_block must be a positive number of genes read at once, got 0"),
         ("obs_df: unknown gene", lambda: get.obs_df(_pbmc_like(), ["NOPE"]), NotFoundError, r"gene 'NOPE' is not in var_names"),
+        # -- arguments of the spatial statistics, each named (shared checks: hmba_toolkit._checks) -----------
+        ("coordinates as text", lambda: weights.knn_weights([["a", "b"], ["c", "d"]], k=1), ParameterTypeError,
+         r"coords must hold numbers"),
+        ("kNN with a fractional k", lambda: weights.knn_weights(coords, k=2.5), ParameterTypeError, r"k must be a whole number, not 2\.5"),
+        ("row-standardising a non-square matrix", lambda: weights.row_standardize(np.ones((3, 2))), ParameterError,
+         r"W must be a square locations x locations matrix, got shape \(3, 2\)"),
+        ("Moran's I with negative permutations", lambda: autocorrelation.morans_i(x, weights.knn_weights(coords, k=3), n_permutations=-1),
+         ParameterError, r"n_permutations must be >= 0 \(0 skips the permutation test\), got -1"),
+        ("Geary's C of text", lambda: autocorrelation.gearys_c("abc", weights.knn_weights(coords, k=3)), ParameterTypeError,
+         r"X must hold numbers"),
+        ("permutation nulls of a 3-D array", lambda: nulls.naive(np.ones((3, 3, 3)), n_permutations=3), ParameterError,
+         r"x must be one map \(a 1-D array of N values\), got shape \(3, 3, 3\)"),
+        ("a seed that is text", lambda: nulls.naive(x, n_permutations=3, seed="a"), ParameterTypeError,
+         r"seed must be a non-negative integer \(or None\), not 'a'"),
+        ("spatial-lag rho outside (-1, 1)", lambda: nulls.spatial_lag(x, coords, n_permutations=3, rho=2.0), ParameterError,
+         r"rho must lie in \(-1, 1\).*got 2\.0"),
+        ("no random field", lambda: nulls.random_fields(coords, 0), ParameterError, r"n_fields must be >= 1, got 0"),
+        ("variogram fit of NaN surrogates", lambda: variograms.variogram_fit(x, np.full((3, 30), np.nan), coords), ParameterError,
+         r"surrogates has 3 of 3 maps with NaN or infinite values"),
+        ("fit summary of a list", lambda: variograms.summarize_fits(["a"]), ParameterTypeError,
+         r"fits must be a \{null name: variogram_fit table\} mapping, not list"),
+        ("Moran eigenvectors of duplicated locations", lambda: nulls.moran_eigenvectors(np.zeros((5, 2))), ParameterError,
+         r"coords holds 10 pair\(s\) of locations at distance 0"),
+        # -- co-expression and cross-species ------------------------------------------------------------
+        ("gene correlation of one gene string", lambda: coexpression.gene_correlation(_pbmc_like(), "G1"), ParameterTypeError,
+         r"genes must be a list of names, not one string; use \['G1'\]"),
+        ("top pairs of an array", lambda: coexpression.top_pairs(np.eye(3)), ParameterTypeError,
+         r"corr must be a genes x genes DataFrame \(gene_correlation\), not ndarray"),
+        ("CGE with a region twice", lambda: coexpression.cge(pd.DataFrame(np.random.default_rng(2).random((4, 5)), index=list("ABCA"))),
+         ParameterError, r"expression has duplicated regions \['A'\]"),
+        ("variable genes n = 0", lambda: cross_species.variable_genes({"Human": pd.DataFrame(np.eye(3))}, n=0), ParameterError,
+         r"n must be >= 1 \(how many genes to return\), got 0"),
+        ("variable genes of no species", lambda: cross_species.variable_genes({}), ParameterError,
+         r"profiles must be a non-empty \{species: Groups x genes\} mapping"),
+        ("Group matching with NaN correlations", lambda: cross_species.match_groups(pd.DataFrame(np.full((3, 3), np.nan), index=list("ABC"),
+                                                                                            columns=list("ABC"))),
+         ParameterError, r"correlation has NaN for Groups \['A', 'B', 'C'\]"),
+        ("marker ranks of absent Groups", lambda: cross_species.marker_ranks({"Human": pd.DataFrame({"DRD1": [1.0]}, index=["X"])},
+                                                                              {"Z": ["DRD1"]}),
+         ParameterError, r"no marker of markers' Groups \['Z'\] is in the profiles; their Groups: \['X'\]"),
+        ("profile correlation of arrays", lambda: cross_species.profile_correlation(np.eye(3), np.eye(3)), ParameterTypeError,
+         r"reference must be a Groups x genes DataFrame \(group_profiles\), not ndarray"),
+        ("profile correlation with NaN", lambda: cross_species.profile_correlation(
+            pd.DataFrame([[1.0, np.nan, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]], index=["A", "B"]), pd.DataFrame(np.eye(2, 4), index=["A", "B"])),
+         ParameterError, r"reference profiles have NaN or infinite values in Groups \['A'\]"),
+        ("profile correlation, genes as one string", lambda: cross_species.profile_correlation(pd.DataFrame([[1.0]]), pd.DataFrame([[1.0]]),
+                                                                                               genes="DRD1"),
+         ParameterTypeError, r"genes must be a list of gene names, not one string; use \['DRD1'\]"),
+        # -- gene sets -------------------------------------------------------------------------------------
+        ("map enrichment of one set name", lambda: gsea.map_enrichment(pd.DataFrame(np.eye(4)), pd.Series(np.arange(4.0)), "SET",
+                                                                        null="random_genes"),
+         ParameterTypeError, r"gene_sets must be a \{set name: \[genes\]\} mapping .* not str; use \{'SET': \[genes\]\}"),
+        ("a set whose genes are one string", lambda: gsea.ora(["DRD1"], {"S": "DRD1"}, ["DRD1", "TAC1"], min_size=1), ParameterTypeError,
+         r"gene_sets\['S'\] must be a list of genes, not the string 'DRD1'"),
+        ("random-gene null with no draw", lambda: gsea.map_enrichment(pd.DataFrame(np.eye(4)), pd.Series(np.arange(4.0)), {"S": [0, 1]},
+                                                                       null="random_genes", n_permutations=0),
+         ParameterError, r"n_permutations must be a positive number of random gene sets, got 0"),
+        ("empty GMT file", lambda: gsea.read_gmt(_write(d / "empty.gmt", "")), DataFormatError, r"empty\.gmt: holds no gene set"),
+        ("GMT that is not text", lambda: gsea.read_gmt(_write_bytes(d / "sets.gmt.gz", b"\x89PNG\r\n")), DataFormatError,
+         r"sets\.gmt\.gz: not a GMT text file"),
+        ("writing a list as GMT", lambda: gsea.write_gmt(["DRD1"], d / "out.gmt"), ParameterTypeError,
+         r"sets must be a \{set name: \[genes\]\} mapping"),
+        ("prerank without permutations", lambda: gsea.prerank(pd.Series([1.0, 2.0], index=["A", "B"]), {"S": ["A"]}, n_permutations=0),
+         ParameterError, r"n_permutations must be >= 1 \(permutations of the genes for the p-values\), got 0"),
+        ("prerank weight as text", lambda: gsea.prerank(pd.Series([1.0, 2.0], index=["A", "B"]), {"S": ["A"]}, weight="classic"),
+         ParameterError, r"weight must be a finite exponent >= 0"),
+        ("per-sample scores with no thread", lambda: gsea.sample_scores(pd.DataFrame(np.eye(3)), {"S": [0, 1]}, threads=0),
+         ParameterError, r"threads must be >= 1, got 0"),
+        ("per-sample scores of genes as rows", lambda: gsea.sample_scores(pd.DataFrame(np.eye(6), index=[f"G{i}" for i in range(6)]),
+                                                                          {"S": [f"G{i}" for i in range(6)]}),
+         ParameterError, r"no gene set has between 5 and 500 genes among the 6 genes \(columns\) of expression"),
+        # -- differential expression and normalisation -------------------------------------------------------
+        ("Wilcoxon with an unknown layer", lambda: de.wilcoxon(_pbmc_like(), "cell_type", layer="scaled"), ParameterError,
+         r"layer 'scaled' is not in adata.layers; layers: \[\]"),
+        ("Wilcoxon groupby as a list", lambda: de.wilcoxon(_pbmc_like(), ["cell_type"]), ParameterTypeError,
+         r"groupby must be one obs column name, not \['cell_type'\]"),
+        ("Wilcoxon log base 0", lambda: de.wilcoxon(_pbmc_like(), "cell_type", log_base=0), ParameterError, r"log_base must be > 1"),
+        ("Wilcoxon of NaN expression", lambda: de.wilcoxon(_with_nan(), "cell_type"), DataFormatError,
+         r"the expression holds 1 NaN or infinite values in 1 gene\(s\)"),
+        ("pseudobulk with negative min_cells", lambda: de.pseudobulk(_pbmc_like(donors=3), "cell_type", min_cells=-1), ParameterError,
+         r"min_cells must be >= 0 \(cells a pseudobulk sample needs\), got -1"),
+        ("pseudobulk groupby as a list", lambda: de.pseudobulk(_pbmc_like(donors=3), ["cell_type"]), ParameterTypeError,
+         r"pseudobulk: groupby must be one obs column name"),
+        ("log2 CPT of no cell", lambda: normalize.log2_cpt(ad.AnnData(np.zeros((0, 3), dtype=np.float32))), ParameterError,
+         r"log2_cpt: the AnnData is empty \(0 cells x 3 genes\)"),
+        ("QC with a numeric blank prefix", lambda: normalize.qc_metrics(_pbmc_like(), blank_prefix=3), ParameterTypeError,
+         r"blank_prefix must be a string"),
+        ("aggregate with a list as obs", lambda: stream.aggregate(_pbmc_like(), ["cell_type"], obs=[1, 2]), ParameterTypeError,
+         r"aggregate: obs must be a cell table \(DataFrame indexed by cell label\), not list"),
+        ("aggregate with text chunk size", lambda: stream.aggregate(_pbmc_like(), ["cell_type"], chunk_nnz="1M"), ParameterTypeError,
+         r"chunk_nnz must be a whole number, not '1M'"),
+        ("Patch-seq test with a text seed", lambda: patchseq.compare_groups(pd.DataFrame({"Group": list("ab") * 5, "donor_label": "d",
+                                                                                            "f": np.arange(10.0)}), ["f"], seed="x"),
+         ParameterTypeError, r"seed must be a non-negative integer"),
+        # -- mouse atlas, AHBA, mapping evaluation, plots -------------------------------------------------------
+        ("unionize grids as a list", lambda: mouse.unionize_genes([grid]), ParameterTypeError,
+         r"grids must be a \{label: grid\} mapping or a GridStore, not list"),
+        ("unionize with a list as ontology", lambda: mouse.unionize(grid, ontology=["CP"]), ParameterTypeError,
+         r"ontology must be a StructureTree"),
+        ("ontology file that is an image", lambda: read_ontology(_write_bytes(d / "tree.csv", b"\x89PNG\r\n\x1a\n\x00")), DataFormatError,
+         r"tree\.csv: not an ontology table"),
+        ("AHBA regions without MNI columns", lambda: ahba.assign_regions(pd.DataFrame({"mni_x": [0.0]}), ahba.desikan_killiany()),
+         DataFormatError, r"annot lacks columns \['mni_y', 'mni_z', 'hemisphere', 'structure'\]"),
+        ("AHBA probe filter of no donor", lambda: ahba.filter_probes({}, pd.DataFrame()), ParameterError, r"donors is empty"),
+        ("AHBA labels of other donors", lambda: ahba.aggregate_regions({"9861": pd.DataFrame({"G": [1.0]})}, {"10021": pd.Series([1])}),
+         ParameterError, r"labels has no region labels for donors \['9861'\]; it has \['10021'\]"),
+        ("AHBA atlas that does not exist", lambda: ahba.read_atlas(d / "atlas.nii.gz", d / "atlas.csv"), MissingFileError,
+         r"atlas\.nii\.gz does not exist"),
+        ("mapping agreement with columns as text", lambda: mapping.agreement(_mapped(), pd.DataFrame(), "Group"), ParameterTypeError,
+         r"columns must map mapped levels to reference columns"),
+        ("volcano of a table without DE columns", lambda: pl.volcano(pd.DataFrame({"a": [1]})), ParameterError,
+         r"de lacks columns \['group', 'reference', 'gene', 'log2_fold_change', 'pvalue', 'padj'\]"),
+        ("p-value formatted from text", lambda: pl.format_pvalue("0.05"), ParameterTypeError, r"p must be a number, not '0\.05'"),
+        ("p-value columns that are absent", lambda: pl.format_pvalues(pd.DataFrame({"p": [0.1]}), columns=["q"]), ParameterError,
+         r"columns \['q'\] are not in the table"),
+        ("group correlation plot of an array", lambda: pl.group_correlation(np.eye(3)), ParameterTypeError,
+         r"correlation must be a Groups x Groups DataFrame"),
+        ("embedding of an AnnData", lambda: pl.embedding(_pbmc_like(), "cell_type"), ParameterTypeError,
+         r"cells must be a DataFrame with columns 'x', 'y' and 'cell_type', not AnnData"),
+        ("heat map of an empty table", lambda: pl.structure_heatmap(pd.DataFrame()), ParameterError,
+         r"table must be a non-empty structures x genes DataFrame"),
     ]
 
 
@@ -325,6 +446,22 @@ def _write(path, text):
     return path
 
 
+def _write_bytes(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _mapped():
+    cells = _pbmc_like()
+    X = cells.X.toarray()
+    X[:30, 0] += 20  # type a expresses G0, type b G1: markers exist
+    X[30:, 1] += 20
+    cells.X = sp.csr_matrix(X)
+    stats = mapping.precompute_stats(cells, ["donor_label", "cell_type"])
+    return mapping.map_cells(cells, stats, mapping.query_markers(mapping.reference_markers(stats), stats.tree),
+                             bootstrap_iteration=1, bootstrap_factor=1.0)
+
+
 def _species_cells():
     a = _pbmc_like(n=40)
     a.obs["Cluster"] = np.repeat(["k1", "k2"], 20)
@@ -341,10 +478,10 @@ def _with_nan():
 
 
 def test_the_catalogue_is_large(files):
-    assert len(_cases(files)) >= 122
+    assert len(_cases(files)) >= 179
 
 
-@pytest.mark.parametrize("k", range(122))
+@pytest.mark.parametrize("k", range(179))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from .._checks import numeric_array
+from .._compat import warn
 from ..errors import ParameterError
 
 __all__ = ["normalize", "METHODS"]
@@ -117,11 +119,17 @@ def normalize(data: pd.DataFrame | np.ndarray, method: str = "srs", *, groups: p
     if key not in METHODS:
         raise ParameterError(f"method={method!r} is not one of {sorted(METHODS)} (or their abagen aliases)")
     frame = isinstance(data, pd.DataFrame)
-    x = np.asarray(data, dtype=np.float64)
+    x = numeric_array(data, "data")
     if x.ndim != 2:
         raise ParameterError(f"data must be 2-D (rows x columns), got shape {x.shape}")
+    if np.isinf(x).any():
+        raise ParameterError(f"data has {int(np.isinf(x).sum())} infinite values")
     out = np.full_like(x, np.nan)
     rows = ~np.isnan(x).all(axis=1)
+    partial = rows & np.isnan(x).any(axis=1)
+    if partial.any():
+        warn(f"normalize: {int(partial.sum())} rows hold NaN among their values; those entries stay NaN (rows without any "
+             "value, such as regions without samples, are expected and kept NaN silently)")
     labels = np.asarray(groups) if groups is not None else np.zeros(x.shape[0])
     if labels.shape[0] != x.shape[0]:
         raise ParameterError(f"groups has {labels.shape[0]} labels for {x.shape[0]} rows")
@@ -129,6 +137,12 @@ def normalize(data: pd.DataFrame | np.ndarray, method: str = "srs", *, groups: p
         for g in pd.unique(labels[rows]):
             sel = rows & (labels == g)
             out[sel] = METHODS[key](x[sel])
+    lost = np.isnan(out) & ~np.isnan(x)
+    if lost.any():
+        cols = np.flatnonzero(lost.any(axis=0))
+        names = list(data.columns[cols][:5]) if frame else cols[:5].tolist()
+        warn(f"normalize: {cols.size} columns (e.g. {names}) do not vary across the rows of a group (or a group has a "
+             f"single row), so {method!r} leaves them NaN")
     if frame:
         return pd.DataFrame(out, index=data.index, columns=data.columns)
     return out

@@ -47,6 +47,12 @@ def aggregate_regions(expression: Mapping[str, pd.DataFrame], labels: Mapping[st
     """
     if agg_metric not in ("mean", "median"):
         raise ParameterError(f"agg_metric={agg_metric!r} is not 'mean' or 'median'")
+    missing = sorted(set(expression) - set(labels))
+    if missing:
+        raise ParameterError(f"labels has no region labels for donors {missing}; it has {sorted(labels)}")
+    for k, e in expression.items():
+        if len(labels[k]) != len(e):
+            raise ParameterError(f"donor {k!r}: {len(labels[k])} region labels for {len(e)} samples of expression")
     frames = {k: e.assign(label=labels[k].to_numpy()).query("label != 0") for k, e in expression.items()}
     if region_agg == "donors":
         per = [f.groupby("label").agg(agg_metric) for f in frames.values()]

@@ -57,6 +57,8 @@ def filter_probes(donors: Mapping[str, AhbaDonor], probes: pd.DataFrame, thresho
     donor's samples (abagen ``ibf_threshold``). ``threshold`` is clipped to [0, 1].
     """
     threshold = float(np.clip(threshold, 0, 1))
+    if not donors:
+        raise ParameterError("donors is empty: pass the donors read with read_ahba_donor / fetch_ahba")
     signal = sum(d.pacall.reindex(probes.index).sum(axis=1) for d in donors.values())
     n = sum(d.n_samples for d in donors.values())
     return probes[(signal / n >= threshold).to_numpy()]

@@ -14,13 +14,14 @@ import gzip
 import os
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
 from .._compat import LegacyTuple
-from ..errors import DataFormatError, ParameterError
+from ..errors import DataFormatError, MissingFileError, ParameterError
 from ..io.ahba import AhbaDonor
 
 __all__ = [
@@ -60,8 +61,21 @@ def read_atlas(image: str | os.PathLike, info: str | os.PathLike) -> Atlas:
     """Read a NIfTI parcellation and its ``id,label,hemisphere,structure`` CSV."""
     import nibabel as nib
 
-    img = nib.load(str(image))
-    table = pd.read_csv(info).set_index("id")
+    for path in (image, info):
+        if not Path(path).is_file():
+            raise MissingFileError(f"{path} does not exist (read_atlas needs a NIfTI image and its id,label,hemisphere,structure CSV)")
+    try:
+        img = nib.load(str(image))
+    except Exception as exc:  # nibabel raises ImageFileError, OSError, EOFError, zlib errors...
+        raise DataFormatError(f"{image}: not a readable NIfTI image ({type(exc).__name__}: {exc})") from None
+    try:
+        table = pd.read_csv(info)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataFormatError(f"{info}: not a CSV table ({type(exc).__name__})") from None
+    missing = [c for c in ("id", "label", "hemisphere", "structure") if c not in table.columns]
+    if missing:
+        raise DataFormatError(f"{info}: lacks columns {missing}; columns: {list(table.columns)[:8]}")
+    table = table.set_index("id")
     return Atlas(np.asarray(img.dataobj).astype(np.int64), img.affine, table)
 
 
@@ -169,8 +183,17 @@ def assign_regions(annot: pd.DataFrame, atlas: Atlas, tolerance: float = 2.0, co
     first radius with candidates decides: the most frequent region, ties broken by the
     nearest region centroid.
     """
+    needed = ["mni_x", "mni_y", "mni_z"] + (["hemisphere", "structure"] if constrain else [])
+    missing = [c for c in needed if c not in annot.columns]
+    if missing:
+        raise DataFormatError(f"annot lacks columns {missing} (annotate_samples adds them); "
+                              f"columns: {list(annot.columns)[:12]}")
+    if not tolerance >= 0:
+        raise ParameterError(f"tolerance must be a distance >= 0 in mm, got {tolerance}")
     inv = np.linalg.inv(atlas.affine)
     xyz = annot[["mni_x", "mni_y", "mni_z"]].to_numpy(float)
+    if not np.isfinite(xyz).all():
+        raise DataFormatError(f"annot has {int((~np.isfinite(xyz)).any(axis=1).sum())} samples with NaN MNI coordinates")
     ijk = np.floor(xyz @ inv[:3, :3].T + inv[:3, 3])
     grid = ijk @ atlas.affine[:3, :3].T + atlas.affine[:3, 3]
     info = atlas.info

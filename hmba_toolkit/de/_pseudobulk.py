@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .._arrays import has_fractions
+from .._checks import check_anndata, check_count
 from .._compat import warn, warn_renamed
 from .._log2cpm import CPM, log2_per_total, refuse_normalized
-from ..errors import ParameterError
+from ..errors import ParameterError, ParameterTypeError
 from .._taxonomy import check_cross_species
 from ..stream._aggregate import aggregate
 from ._result import bh_adjust, tidy
@@ -229,9 +230,15 @@ def pseudobulk(
     >>> bool(r.at["DRD1", "log2_fold_change"] > 2 and r.at["DRD1", "padj"] < 0.05)
     True
     """
+    check_anndata(adata, "pseudobulk")
+    for name, col in (("groupby", groupby), ("replicate", replicate)):
+        if not isinstance(col, str):
+            raise ParameterTypeError(f"pseudobulk: {name} must be one obs column name, not {col!r}")
     for col in (groupby, replicate):
         if col not in adata.obs:
             raise ParameterError(f"pseudobulk: obs has no column {col!r}")
+    min_cells = check_count(min_cells, "min_cells", minimum=0, what="(cells a pseudobulk sample needs)")
+    min_total_count = check_count(min_total_count, "min_total_count", minimum=0, what="(counts a gene needs to be tested)")
     check_cross_species(adata.obs, groupby)
     values = pd.Index(pd.unique(adata.obs[groupby].dropna().astype(str))).sort_values()
     if reference != "rest" and reference not in values:

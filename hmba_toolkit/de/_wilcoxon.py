@@ -28,8 +28,9 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from .._checks import check_anndata, check_layer
 from .._compat import warn
-from ..errors import ParameterError, ParameterTypeError
+from ..errors import DataFormatError, ParameterError, ParameterTypeError
 from .._taxonomy import check_cross_species
 from ._result import bh_adjust, tidy
 
@@ -105,6 +106,11 @@ def _csc(X) -> sp.csc_matrix:
 def _test_block(X, codes, n_groups, sizes):
     Xc = _csc(X)
     Xc.sum_duplicates()
+    if not np.isfinite(Xc.data).all():
+        bad = np.flatnonzero(~np.isfinite(Xc.data))
+        genes = np.unique(np.searchsorted(Xc.indptr, bad, side="right") - 1)
+        raise DataFormatError(f"the expression holds {bad.size} NaN or infinite values in {genes.size} gene(s) (columns "
+                              f"{genes[:5].tolist()} of the block); ranks need finite values: impute or drop them first")
     negative = bool(Xc.data.size) and bool(Xc.data.min() < 0)
     return (*_rank_sums(Xc.indptr.astype(np.int64), Xc.indices.astype(np.int64), Xc.data.astype(np.float64),
                         codes, n_groups, sizes), negative)
@@ -185,10 +191,16 @@ def wilcoxon(
     ----------
     Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60; Wolf FA et al. (2018) Genome Biol 19:15.
     """
+    check_anndata(adata, "wilcoxon")
     if not isinstance(tie_correct, (bool, np.bool_)):
         raise ParameterTypeError(f"tie_correct must be True or False, not {tie_correct!r}")
     if not isinstance(gene_block, (int, np.integer)) or gene_block < 1:
         raise ParameterError(f"gene_block must be a positive number of genes read at once, got {gene_block!r}")
+    check_layer(adata, layer)
+    if not isinstance(groupby, str):
+        raise ParameterTypeError(f"groupby must be one obs column name, not {groupby!r}")
+    if isinstance(log_base, (str, bool)) or not float(log_base) > 1:
+        raise ParameterError(f"log_base must be > 1 (2 for log2(CPM+1), numpy.e for log1p), got {log_base!r}")
     if groupby not in adata.obs:
         raise ParameterError(f"groupby column {groupby!r} is not in adata.obs; columns: {list(adata.obs.columns)}")
     check_cross_species(adata.obs, groupby)

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._checks import check_count, check_seed
+from .genesets import check_gene_sets
 from .._stats import bh_adjust
 from .._compat import renamed_parameters, warn
 from ..errors import ParameterError, ParameterTypeError
@@ -40,7 +42,7 @@ ENRICHMENT_COLUMNS = ["term", "n_genes", "n_overlap", "statistic", "effect", "pv
 
 def _restrict(gene_sets: Mapping[str, Iterable[str]], universe: set[str], min_size: int, max_size: int):
     kept, dropped = {}, 0
-    for name, genes in gene_sets.items():
+    for name, genes in check_gene_sets(gene_sets).items():
         g = sorted(set(genes) & universe)
         if min_size <= len(g) <= max_size:
             kept[name] = g
@@ -212,6 +214,10 @@ def prerank(
         raise ParameterTypeError(f"ranking must be a pandas Series of scores indexed by gene, not {type(ranking).__name__}")
     if ranking.index.has_duplicates:
         raise ParameterError("ranking has duplicated gene names")
+    n_permutations = check_count(n_permutations, "n_permutations", what="(permutations of the genes for the p-values)")
+    check_seed(seed)
+    if isinstance(weight, (str, bytes, bool)) or not np.isfinite(float(weight)) or weight < 0:
+        raise ParameterError(f"weight must be a finite exponent >= 0 (1 = GSEA, 0 = unweighted), got {weight!r}")
     n_missing = int(ranking.isna().sum())
     if n_missing:
         warn(f"prerank: {n_missing} genes of the ranking have no score (NaN) and are left out of the ranking and the sets")

@@ -18,9 +18,29 @@ from pathlib import Path
 import pandas as pd
 
 from .._files import atomic_path
-from ..errors import DataFormatError, MissingFileError, OutputExistsError, ParameterError
+from ..errors import DataFormatError, MissingFileError, OutputExistsError, ParameterError, ParameterTypeError
 
 __all__ = ["read_gmt", "write_gmt", "go_biological_process", "hmba_marker_sets"]
+
+
+def check_gene_sets(gene_sets, name: str = "gene_sets") -> dict[str, list[str]]:
+    """``{set name: [genes]}`` from any mapping of names to gene lists; anything else is refused by name.
+
+    A single set name (a string) or a set whose genes are one string (``{"S": "DRD1"}``) is an error, not a set
+    of letters.
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(gene_sets, Mapping):
+        hint = f"; use {{{gene_sets!r}: [genes]}}" if isinstance(gene_sets, str) else ""
+        raise ParameterTypeError(f"{name} must be a {{set name: [genes]}} mapping (read_gmt, hmba_marker_sets), "
+                                 f"not {type(gene_sets).__name__}{hint}")
+    out = {}
+    for key, genes in gene_sets.items():
+        if isinstance(genes, str):
+            raise ParameterTypeError(f"{name}[{key!r}] must be a list of genes, not the string {genes!r}; use [{genes!r}]")
+        out[str(key)] = [str(g) for g in genes]
+    return out
 
 
 def _parse_gmt(text: str, source: str) -> dict[str, list[str]]:
@@ -57,9 +77,16 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
     if not path.is_file():
         raise MissingFileError(f"{path} does not exist (a .gmt or .gmt.gz gene-set file)")
     raw = path.read_bytes()
-    if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
-    return _parse_gmt(raw.decode("utf-8"), str(path))
+    try:
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path}: not a GMT text file ({type(exc).__name__}: {exc})") from None
+    sets = _parse_gmt(text, str(path))
+    if not sets:
+        raise DataFormatError(f"{path}: holds no gene set (an empty GMT file)")
+    return sets
 
 
 def write_gmt(sets: dict[str, list[str]], path: str | os.PathLike, description: str = "hmba_toolkit", *,
@@ -69,6 +96,7 @@ def write_gmt(sets: dict[str, list[str]], path: str | os.PathLike, description: 
     Names, genes and the description may not contain tabs or line breaks (they would split fields).
     An existing file is replaced only with ``overwrite=True``.
     """
+    sets = check_gene_sets(sets, "sets")
     if Path(path).exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
     lines = []

@@ -45,8 +45,9 @@ import scipy.sparse as sp
 
 from .._arrays import zscore_rows
 from .._stats import bh_adjust
-from .._compat import LegacyTuple, renamed_parameters, warn_renamed
-from ..errors import NotFoundError, ParameterError
+from .._checks import numeric_array
+from .._compat import LegacyTuple, renamed_parameters, warn, warn_renamed
+from ..errors import NotFoundError, ParameterError, ParameterTypeError
 from .enrichment import ENRICHMENT_COLUMNS, _restrict
 
 __all__ = ["MapCorrelations", "MatchedSets", "map_enrichment_error_rates", "map_enrichment", "gene_map_correlations", "coexpression_matched_sets"]
@@ -55,14 +56,16 @@ __all__ = ["MapCorrelations", "MatchedSets", "map_enrichment_error_rates", "map_
 def _aligned_map(expression: pd.DataFrame, brain_map) -> np.ndarray:
     """The map's values in the order of the rows of ``expression``, checked."""
     if not isinstance(expression, pd.DataFrame):
-        raise ParameterError("expression must be a regions x genes DataFrame")
+        raise ParameterTypeError(f"expression must be a regions x genes DataFrame, not {type(expression).__name__}")
+    if len(expression) < 3:
+        raise ParameterError(f"expression has {len(expression)} regions; a correlation with a map needs at least 3")
     if isinstance(brain_map, pd.Series):
         missing = [r for r in expression.index if r not in brain_map.index]
         if missing:
             raise ParameterError(f"brain_map has no value for regions {missing[:10]} of expression")
         m = brain_map.loc[expression.index].to_numpy(float)
     else:
-        m = np.asarray(brain_map, dtype=float)
+        m = numeric_array(brain_map, "brain_map")
         if m.shape != (len(expression),):
             raise ParameterError(f"brain_map must have one value per region of expression ({len(expression)}), got shape {m.shape}")
     if not np.isfinite(m).all():
@@ -108,8 +111,11 @@ def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.nd
     (1.0, (4, 10))
     """
     m = _aligned_map(expression, brain_map)
-    E = expression.to_numpy(float)
+    E = numeric_array(expression, "expression")
     keep = np.isfinite(E).all(axis=0) & (np.nanstd(E, axis=0) > 0)
+    if not keep.all() and keep.any():
+        warn(f"gene_map_correlations: {int((~keep).sum())} genes with NaN or constant values across the regions are left out "
+             f"(e.g. {list(expression.columns[~keep][:3])})")
     E = E[:, keep]
     if E.shape[1] == 0:
         raise ParameterError("expression has no gene with complete, varying values across its regions")
@@ -118,7 +124,7 @@ def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.nd
     r = Ez @ zscore_rows(m[None, :])[0] / R
     null = None
     if surrogates is not None:
-        S = np.asarray(surrogates, dtype=float)
+        S = numeric_array(surrogates, "surrogates")
         if S.ndim != 2 or S.shape[1] != R:
             raise ParameterError(f"surrogates must be an (n, {R}) array of maps over the regions of expression, got {S.shape}")
         if not np.isfinite(S).all():
@@ -344,7 +350,7 @@ def map_enrichment(
     if null == "spatial" and surrogates is None:
         raise ParameterError("null='spatial' needs surrogates: an (n, regions) array from hmba_toolkit.nulls")
     if null != "spatial" and n_permutations < 1:
-        raise ParameterError(f"n_random must be positive, got {n_permutations}")
+        raise ParameterError(f"n_permutations must be a positive number of random gene sets, got {n_permutations}")
     corr = gene_map_correlations(expression, brain_map, surrogates if null == "spatial" else None)
     r, rnull = corr.r, corr.null
     genes = r.index

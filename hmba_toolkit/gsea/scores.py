@@ -13,7 +13,10 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
+from .._checks import check_count, check_seed
+from .._compat import warn
 from ..errors import ParameterError, ParameterTypeError
+from .genesets import check_gene_sets
 
 __all__ = ["sample_scores"]
 
@@ -45,10 +48,18 @@ def sample_scores(
     import gseapy as gp
 
     if not isinstance(expression, pd.DataFrame):
-        raise ParameterTypeError(f"expression must be a genes x samples DataFrame (e.g. pseudobulk log2 CPM with genes as the "
-                                 f"index), not {type(expression).__name__}")
+        raise ParameterTypeError(f"expression must be a samples x genes DataFrame (e.g. pseudobulk log2 CPM with genes as the "
+                                 f"columns), not {type(expression).__name__}")
+    sets = check_gene_sets(gene_sets)
+    threads = check_count(threads, "threads")
+    check_seed(seed)
     data = expression.T.dropna(how="any")
-    sets = {k: list(v) for k, v in gene_sets.items()}
+    if data.shape[0] < len(expression.columns):
+        warn(f"sample_scores: {len(expression.columns) - data.shape[0]} genes with NaN in some sample are left out")
+    measured = set(map(str, data.index))
+    if not any(min_size <= len(set(g) & measured) <= max_size for g in sets.values()):
+        raise ParameterError(f"no gene set has between {min_size} and {max_size} genes among the {len(measured)} genes "
+                             f"(columns) of expression; genes look like {sorted(measured)[:3]}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "ssgsea":

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import DataFormatError, ParameterError
+from .._checks import check_count
+from ..errors import DataFormatError
 from ..io.h5ad import open_h5ad
 
 
@@ -56,8 +57,7 @@ def row_blocks(indptr: np.ndarray, chunk_nnz: int, start: int = 0, stop: int | N
 
     A single row with more values than ``chunk_nnz`` forms its own block.
     """
-    if chunk_nnz < 1:
-        raise ParameterError(f"chunk_nnz must be >= 1, got {chunk_nnz}")
+    chunk_nnz = check_count(chunk_nnz, "chunk_nnz")
     stop = len(indptr) - 1 if stop is None else stop
     blocks, a = [], start
     while a < stop:

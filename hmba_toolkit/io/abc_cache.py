@@ -63,13 +63,13 @@ def read_abc_csv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
     path = Path(path)
     try:
         header = pd.read_csv(path, nrows=0).columns
-    except (pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataFormatError(f"{path}: not a readable CSV table ({exc})") from exc
-    dtype = {c: str for c in header if c.endswith("_label") or c in _STR_COLUMNS}
-    if "number_of_cells" in header:
-        dtype["number_of_cells"] = "Int64"
-    dtype.update(kwargs.pop("dtype", {}) or {})
-    return pd.read_csv(path, dtype=dtype, keep_default_na=True, **kwargs)
+        dtype = {c: str for c in header if c.endswith("_label") or c in _STR_COLUMNS}
+        if "number_of_cells" in header:
+            dtype["number_of_cells"] = "Int64"
+        dtype.update(kwargs.pop("dtype", {}) or {})
+        return pd.read_csv(path, dtype=dtype, keep_default_na=True, **kwargs)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise DataFormatError(f"{path}: not a readable CSV table ({type(exc).__name__}: {str(exc)[:160]})") from None
 
 
 class AbcCache:

@@ -131,13 +131,17 @@ def read_ontology(path: str | os.PathLike) -> StructureTree:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path} does not exist (a structure ontology as .json or .csv)")
-    if path.suffix == ".json":
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        roots = doc.get("msg", doc if isinstance(doc, list) else [doc])
-        rows: list[dict] = []
-        for r in roots:
-            _flatten(r, rows)
-        table = pd.DataFrame(rows)
-    else:
-        table = pd.read_csv(path)
+    try:
+        if path.suffix == ".json":
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            roots = doc.get("msg", [doc]) if isinstance(doc, dict) else doc
+            rows: list[dict] = []
+            for r in roots:
+                _flatten(r, rows)
+            table = pd.DataFrame(rows)
+        else:
+            table = pd.read_csv(path)
+    except (UnicodeDecodeError, ValueError, AttributeError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataFormatError(f"{path}: not an ontology table (.csv) or structure graph (.json): {type(exc).__name__}: "
+                              f"{str(exc)[:120]}") from None
     return StructureTree(table, source=str(path))

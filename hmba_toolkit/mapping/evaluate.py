@@ -23,6 +23,9 @@ def _aligned(result: MappingResult, reference: pd.DataFrame, columns: Mapping[st
         raise ParameterTypeError(f"result must be a MappingResult (map_cells), not {type(result).__name__}")
     if not isinstance(reference, pd.DataFrame):
         raise ParameterTypeError(f"reference must be a DataFrame of known labels indexed by cell, not {type(reference).__name__}")
+    if not isinstance(columns, Mapping):
+        raise ParameterTypeError(f"columns must map mapped levels to reference columns, e.g. "
+                                 f"{{'CCN20250428_LEVEL_3': 'Group_label'}}, not {type(columns).__name__}")
     for level, column in columns.items():
         result.tree._check_level(level)
         if column not in reference.columns:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from .._checks import check_layer
 from .._files import atomic_path
 from .._log2cpm import CPM, LOG2CPM_MAX, log2_per_total_jit, row_totals
 from ..errors import DataFormatError, MissingFileError, ParameterError, ParameterTypeError
@@ -236,8 +237,7 @@ def precompute_stats(
         obs = data.obs if obs is None else obs
         cells = data.obs_names
         genes = [str(g) for g in data.var_names]
-        if layer is not None and layer not in data.layers:
-            raise ParameterError(f"layer {layer!r} is not in data.layers; layers: {list(data.layers)}")
+        check_layer(data, layer, "data")
         if data.n_obs == 0 or data.n_vars == 0:
             raise ParameterError(f"the reference is empty ({data.n_obs} cells x {data.n_vars} genes)")
     elif isinstance(data, (str, os.PathLike)) or (isinstance(data, Sequence) and not isinstance(data, str)):

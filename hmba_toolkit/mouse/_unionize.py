@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._compat import LegacyTuple, warn_renamed
+from .._compat import LegacyTuple, warn, warn_renamed
 from ..errors import DataFormatError, ParameterError, ParameterTypeError
 from ..io.ontology import StructureTree
 from .atlas import hemisphere_mask, load_annotation, load_ontology
@@ -40,6 +40,8 @@ _INFO_COLUMNS = ["structure_id", "acronym", "name", "depth", "graph_order", "col
 def _reference(annotation, ontology) -> tuple[np.ndarray, StructureTree]:
     annotation = load_annotation() if annotation is None else np.asarray(annotation)
     ontology = load_ontology() if ontology is None else ontology
+    if not isinstance(ontology, StructureTree):
+        raise ParameterTypeError(f"ontology must be a StructureTree (mouse.load_ontology, io.read_ontology), not {type(ontology).__name__}")
     if annotation.ndim != 3 or annotation.dtype.kind not in "iu":
         raise DataFormatError(f"annotation must be a 3-D integer grid of structure ids, got {annotation.dtype} {annotation.shape}")
     return annotation, ontology
@@ -185,6 +187,8 @@ def unionize(
     info, membership, voxels = sm.info, sm.membership, sm.voxels
     values = grid.ravel()[voxels].astype(np.float64)
     valid = ~np.isnan(values)
+    if not valid.any():
+        warn("unionize: the grid has no data (every annotated voxel is NaN): every mean is NaN")
     n_valid = membership @ valid.astype(np.float64)
     sums = membership @ np.where(valid, values, 0.0)
     out = info.copy()
@@ -268,6 +272,10 @@ def unionize_genes(
         warn_renamed("unionize_genes(return_counts=True)", "unionize_genes(value='n_valid')", "hmba_toolkit.mouse")
     if chunk_size < 1:
         raise ParameterError(f"chunk_size must be >= 1, got {chunk_size}")
+    from .store import GridStore
+
+    if not isinstance(grids, (Mapping, GridStore)):
+        raise ParameterTypeError(f"grids must be a {{label: grid}} mapping or a GridStore, not {type(grids).__name__}")
     if isinstance(grids, Mapping) and not grids:
         raise ParameterError("grids is empty: pass {label: grid} with at least one grid, or a GridStore")
     annotation, ontology = _reference(annotation, ontology)

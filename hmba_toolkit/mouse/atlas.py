@@ -23,7 +23,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from ..errors import ParameterError
+from ..errors import ParameterError, ParameterTypeError
 from ..io.mouse_ish import _decode, _parse_header
 from ..io.ontology import StructureTree
 
@@ -138,6 +138,8 @@ def relabel(
     """
     annotation = load_annotation() if annotation is None else np.asarray(annotation)
     ontology = load_ontology() if ontology is None else ontology
+    if not isinstance(ontology, StructureTree):
+        raise ParameterTypeError(f"ontology must be a StructureTree (load_ontology, io.read_ontology), not {type(ontology).__name__}")
     ids = [ontology.id_of(s) for s in structures]
     out = np.zeros(annotation.shape, dtype=np.int64)
     for sid in sorted(ids, key=lambda s: len(ontology.ancestors(s))):

@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from .._checks import check_layer
 from .._groups import group_codes
 from ..errors import ParameterError, ParameterTypeError
 from ..io.h5ad import read_h5ad_obs_names, read_h5ad_var
-from .._compat import renamed_parameters, warn_renamed
+from .._compat import renamed_parameters, warn, warn_renamed
 from .._log2cpm import CPM, LOG2CPM, LOG2CPM_LABEL, NORMALIZATIONS, check_normalization, log2_per_total_jit, row_totals
 from ..io._csr_blocks import iter_blocks, memory_blocks, open_csr, row_blocks
 
@@ -186,8 +187,7 @@ def aggregate(
     if isinstance(data, ad.AnnData):
         if client is not None:
             raise ParameterError("client= distributes the pass over a file: pass the h5ad path, not an AnnData in memory")
-        if layer is not None and layer not in data.layers:
-            raise ParameterError(f"layer {layer!r} is not in data.layers; layers: {list(data.layers)}")
+        check_layer(data, layer, "data")
         obs = data.obs if obs is None else obs
         codes, combos = group_codes(obs, groupby, data.obs_names if obs is not data.obs else None, source="aggregate")
         n_groups, n_var = len(combos), data.n_vars
@@ -221,6 +221,9 @@ def aggregate(
         mean = sums / n
         variance = np.where(n > 1, (sumsq - n * mean**2) / (n - 1), np.nan)
     np.maximum(variance, 0, where=~np.isnan(variance), out=variance)  # rounding can give -1e-17
+    if np.isnan(sums).any():
+        bad = np.isnan(sums).any(axis=0)
+        warn(f"aggregate: the data hold NaN values: the sums of {int(bad.sum())} genes (e.g. {list(var.index[bad][:3])}) are NaN")
     out = ad.AnnData(X=sums, obs=obs_out, var=var.copy())
     out.layers["sum"] = sums
     out.layers["mean"] = mean
