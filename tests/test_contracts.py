@@ -107,6 +107,10 @@ FAMILIES = {
                        lambda g, rng: mouse.unionize(g, structures=["CP", "ACB", "MOp"]), False),
     "pl.format_pvalues": (lambda rng: pd.DataFrame({"gene": [f"G{j}" for j in range(8)], "pvalue": rng.random(8)}),
                           lambda t, rng: pl.format_pvalues(t), True),
+    "spatial.neighborhood_enrichment": (
+        lambda rng: pd.DataFrame({"x": rng.random(80), "y": rng.random(80), "Group": rng.choice(["A", "B", "C"], 80),
+                                  "section": np.repeat(["s1", "s2"], 40)}, index=[f"c{i}" for i in range(80)]),
+        lambda c, rng: spatial.neighborhood_enrichment(c, "Group", section_key="section"), True),
     "spatial.assign_cells_by_plane": (
         lambda rng: pd.DataFrame({"slab_plane_label": "P1", "x_slab_mm": rng.random(20) * 4, "y_slab_mm": rng.random(20) * 4},
                                  index=[f"c{i}" for i in range(20)]),

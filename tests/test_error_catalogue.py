@@ -410,6 +410,19 @@ def _cases(files):
          r"cells must be a DataFrame with columns 'x', 'y' and 'cell_type', not AnnData"),
         ("heat map of an empty table", lambda: pl.structure_heatmap(pd.DataFrame()), ParameterError,
          r"table must be a non-empty structures x genes DataFrame"),
+        # -- neighbourhoods of cell types --------------------------------------------------------------------
+        ("neighbourhoods of a section smaller than k", lambda: spatial.neighborhood_enrichment(
+            pd.DataFrame({"x": np.arange(10.0), "y": 0.0, "t": "a", "s": ["big"] * 7 + ["small"] * 3}), "t", section_key="s"),
+         ParameterError, r"section 'small' has 3 cells, too few for n_neighbors=6"),
+        ("neighbourhoods with duplicated coordinates", lambda: spatial.neighborhood_enrichment(
+            pd.DataFrame({"x": [0.0] * 2 + list(range(10)), "y": 0.0, "t": "a"}), "t"),
+         DataFormatError, r"cells: 3 cells share their coordinates with another cell \(duplicated locations"),
+        ("neighbourhoods without the coordinate column", lambda: spatial.neighborhood_enrichment(
+            pd.DataFrame({"x_slab_mm": [0.0], "y": [0.0], "t": ["a"]}), "t"),
+         ParameterError, r"cells has no column 'x' \(x=\)"),
+        ("a graph that does not match the cells", lambda: spatial.neighborhood_enrichment(
+            pd.DataFrame({"x": np.arange(10.0), "y": 0.0, "t": "a"}), "t", graph=sp.eye(4)),
+         ParameterError, r"graph is 4 x 4, cells has 10 rows"),
     ]
 
 
@@ -478,10 +491,10 @@ def _with_nan():
 
 
 def test_the_catalogue_is_large(files):
-    assert len(_cases(files)) >= 179
+    assert len(_cases(files)) >= 183
 
 
-@pytest.mark.parametrize("k", range(179))
+@pytest.mark.parametrize("k", range(183))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.path import Path as MplPath
 
-from .errors import DataFormatError, MissingFileError, ParameterTypeError
+from ..errors import DataFormatError, MissingFileError, ParameterTypeError
 
 __all__ = ["read_region_polygons", "read_section_polygons", "assign_cells_to_regions", "assign_cells_by_plane", "PARCELLATION_ORDER"]
 
