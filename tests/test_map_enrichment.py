@@ -182,3 +182,22 @@ def test_coexpression_matched_null_is_calibrated_when_genes_are_exchangeable(ahb
     with pytest.raises(HmbaToolkitError, match="another expression matrix"):
         gsea.map_enrichment(e.iloc[:, ::-1], e[maps[0]].to_numpy(), coexpressed_sets, null="coexpression_matched",
                             random_sets=gsea.coexpression_matched_sets(e, coexpressed_sets, n_permutations=5, min_size=5), min_size=5)
+
+
+def test_surrogates_follow_their_map_into_the_order_of_expression():
+    """A map in another region order is realigned to expression, and so are the surrogates drawn from it."""
+    from hmba_toolkit import gsea as _gsea
+
+    rng = np.random.default_rng(4)
+    regions = [f"R{i}" for i in range(40)]
+    expression = pd.DataFrame(rng.normal(size=(40, 30)), index=regions, columns=[f"g{j}" for j in range(30)])
+    brain_map = pd.Series(rng.normal(size=40), index=regions)
+    surrogates = rng.normal(size=(50, 40))  # in brain_map's order
+    reference = _gsea.gene_map_correlations(expression, brain_map, surrogates)
+    order = rng.permutation(40)
+    shuffled = _gsea.gene_map_correlations(expression, brain_map.iloc[order], surrogates[:, order])
+    np.testing.assert_allclose(shuffled.null, reference.null)
+    labelled = _gsea.gene_map_correlations(expression, brain_map, pd.DataFrame(surrogates[:, order], columns=brain_map.index[order]))
+    np.testing.assert_allclose(labelled.null, reference.null)
+    with pytest.raises(HmbaToolkitError, match=r"surrogates has no column for regions \['R0'"):
+        _gsea.gene_map_correlations(expression, brain_map, pd.DataFrame(surrogates[:, 1:], columns=regions[1:]))

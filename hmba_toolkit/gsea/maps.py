@@ -63,7 +63,7 @@ def _aligned_map(expression: pd.DataFrame, brain_map) -> np.ndarray:
         missing = [r for r in expression.index if r not in brain_map.index]
         if missing:
             raise ParameterError(f"brain_map has no value for regions {missing[:10]} of expression")
-        m = brain_map.loc[expression.index].to_numpy(float)
+        m = numeric_array(brain_map.loc[expression.index], "brain_map")
     else:
         m = numeric_array(brain_map, "brain_map")
         if m.shape != (len(expression),):
@@ -76,6 +76,33 @@ def _aligned_map(expression: pd.DataFrame, brain_map) -> np.ndarray:
         dup = expression.columns[expression.columns.duplicated()].unique().tolist()
         raise ParameterError(f"expression has duplicated gene columns: {dup[:10]}")
     return m
+
+
+def _aligned_surrogates(surrogates, brain_map, expression: pd.DataFrame) -> np.ndarray:
+    """Surrogate maps with one column per row of ``expression``, in its order.
+
+    A DataFrame of surrogates is aligned by its column labels; an array is in the order of ``brain_map`` (the map it
+    was drawn from), so when ``brain_map`` is a Series its columns follow the map's index and are realigned with it.
+    """
+    R = len(expression)
+    if isinstance(surrogates, pd.DataFrame):
+        missing = [r for r in expression.index if r not in surrogates.columns]
+        if missing:
+            raise ParameterError(f"surrogates has no column for regions {missing[:10]} of expression")
+        S = numeric_array(surrogates.loc[:, expression.index], "surrogates")
+    else:
+        S = numeric_array(surrogates, "surrogates")
+        if isinstance(brain_map, pd.Series):
+            if S.ndim != 2 or S.shape[1] != len(brain_map):
+                raise ParameterError(f"surrogates must be an (n, {len(brain_map)}) array in the order of brain_map's index "
+                                     f"(the map they were drawn from), or a DataFrame with region labels as columns; got "
+                                     f"{S.shape}")
+            S = S[:, brain_map.index.get_indexer(expression.index)]
+    if S.ndim != 2 or S.shape[1] != R:
+        raise ParameterError(f"surrogates must be an (n, {R}) array of maps over the regions of expression, got {S.shape}")
+    if not np.isfinite(S).all():
+        raise ParameterError("surrogates has NaN or infinite values")
+    return S
 
 
 @dataclass(frozen=True, repr=False)
@@ -124,11 +151,7 @@ def gene_map_correlations(expression: pd.DataFrame, brain_map, surrogates: np.nd
     r = Ez @ zscore_rows(m[None, :])[0] / R
     null = None
     if surrogates is not None:
-        S = numeric_array(surrogates, "surrogates")
-        if S.ndim != 2 or S.shape[1] != R:
-            raise ParameterError(f"surrogates must be an (n, {R}) array of maps over the regions of expression, got {S.shape}")
-        if not np.isfinite(S).all():
-            raise ParameterError("surrogates has NaN or infinite values")
+        S = _aligned_surrogates(surrogates, brain_map, expression)
         null = Ez @ zscore_rows(S).T / R
     return MapCorrelations(r=pd.Series(r, index=expression.columns[keep], name="r"), null=null)
 
@@ -306,9 +329,10 @@ def map_enrichment(
         ``"spatial"``: the ensemble null over ``surrogates`` (Fulcher et al. 2021; recommended).
         ``"random_genes"``: random gene sets of the same size (the conventional, inflated test).
         ``"coexpression_matched"``: random sets matched in size and co-expression (Wei et al. 2022).
-    surrogates : array, (n, regions)
+    surrogates : array, (n, regions), or DataFrame
         Surrogate maps of ``brain_map`` (``nulls.spatial_lag``, ``nulls.variogram``, ...), for
-        ``null="spatial"``.
+        ``null="spatial"``: an array in the order of ``brain_map`` (realigned with it when ``brain_map`` is a
+        Series in another region order than ``expression``), or a DataFrame with region labels as columns.
     random_sets : mapping, optional
         For ``null="coexpression_matched"``: the output of :func:`coexpression_matched_sets` on the
         same ``expression`` (computed here when None, with ``n_permutations`` and ``seed``).

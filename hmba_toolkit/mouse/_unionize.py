@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from .._compat import LegacyTuple, warn, warn_renamed
 from ..errors import DataFormatError, ParameterError, ParameterTypeError
 from ..io.ontology import StructureTree
-from .atlas import hemisphere_mask, load_annotation, load_ontology
+from .atlas import check_ontology, hemisphere_mask, load_annotation, load_ontology
 
 if TYPE_CHECKING:
     from .store import GridStore
@@ -40,8 +40,7 @@ _INFO_COLUMNS = ["structure_id", "acronym", "name", "depth", "graph_order", "col
 def _reference(annotation, ontology) -> tuple[np.ndarray, StructureTree]:
     annotation = load_annotation() if annotation is None else np.asarray(annotation)
     ontology = load_ontology() if ontology is None else ontology
-    if not isinstance(ontology, StructureTree):
-        raise ParameterTypeError(f"ontology must be a StructureTree (mouse.load_ontology, io.read_ontology), not {type(ontology).__name__}")
+    check_ontology(ontology)
     if annotation.ndim != 3 or annotation.dtype.kind not in "iu":
         raise DataFormatError(f"annotation must be a 3-D integer grid of structure ids, got {annotation.dtype} {annotation.shape}")
     return annotation, ontology

@@ -114,6 +114,12 @@ def hemisphere_mask(shape: tuple[int, int, int], hemisphere: str) -> np.ndarray:
 MAJOR_DIVISIONS = ("Isocortex", "OLF", "HPF", "CTXsp", "STR", "PAL", "TH", "HY", "MB", "P", "MY", "CB")
 
 
+def check_ontology(ontology) -> None:
+    """Refuse anything but a :class:`~hmba_toolkit.io.ontology.StructureTree` as ``ontology``."""
+    if not isinstance(ontology, StructureTree):
+        raise ParameterTypeError(f"ontology must be a StructureTree (load_ontology, io.read_ontology), not {type(ontology).__name__}")
+
+
 def relabel(
     annotation: np.ndarray | None = None,
     ontology: StructureTree | None = None,
@@ -138,8 +144,7 @@ def relabel(
     """
     annotation = load_annotation() if annotation is None else np.asarray(annotation)
     ontology = load_ontology() if ontology is None else ontology
-    if not isinstance(ontology, StructureTree):
-        raise ParameterTypeError(f"ontology must be a StructureTree (load_ontology, io.read_ontology), not {type(ontology).__name__}")
+    check_ontology(ontology)
     ids = [ontology.id_of(s) for s in structures]
     out = np.zeros(annotation.shape, dtype=np.int64)
     for sid in sorted(ids, key=lambda s: len(ontology.ancestors(s))):

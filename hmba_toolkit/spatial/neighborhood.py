@@ -41,11 +41,13 @@ NEIGHBORHOOD_COLUMNS = ["cluster_a", "cluster_b", "observed", "expected", "zscor
 
 
 # ----------------------------------------------------------------------------- inputs
-def _cell_table(cells, groupby: str, x: str, y: str, section_key: str | None) -> tuple[np.ndarray, pd.Categorical, np.ndarray]:
-    """Coordinates (n, 2), cell types and section codes, checked once."""
+def _cell_table(cells, groupby: str | None, x: str, y: str,
+                section_key: str | None) -> tuple[np.ndarray, pd.Categorical | None, np.ndarray]:
+    """Coordinates (n, 2), cell types (None without ``groupby``) and section codes, checked once."""
     if not isinstance(cells, pd.DataFrame):
         raise ParameterTypeError(f"cells must be a cell table (DataFrame with coordinates and labels), not {type(cells).__name__}")
-    for name, column in (("groupby", groupby), ("x", x), ("y", y)) + ((("section_key", section_key),) if section_key else ()):
+    named = ((("groupby", groupby),) if groupby is not None else ()) + (("x", x), ("y", y))
+    for name, column in named + ((("section_key", section_key),) if section_key else ()):
         if not isinstance(column, str):
             raise ParameterTypeError(f"{name} must be one column name, not {column!r}")
         if column not in cells.columns:
@@ -63,11 +65,13 @@ def _cell_table(cells, groupby: str, x: str, y: str, section_key: str | None) ->
     if bad.any():
         raise DataFormatError(f"cells has {int(bad.sum())} cells with NaN or infinite coordinates in {x!r}/{y!r} "
                               f"(e.g. {list(cells.index[bad][:3])}); drop them first")
-    labels = cells[groupby]
-    if labels.isna().any():
-        raise DataFormatError(f"cells[{groupby!r}] has {int(labels.isna().sum())} cells without a label; drop them first")
-    types = pd.Categorical(labels.astype(str))
-    types = types.reorder_categories(sorted(types.categories))
+    types = None
+    if groupby is not None:
+        labels = cells[groupby]
+        if labels.isna().any():
+            raise DataFormatError(f"cells[{groupby!r}] has {int(labels.isna().sum())} cells without a label; drop them first")
+        types = pd.Categorical(labels.astype(str))
+        types = types.reorder_categories(sorted(types.categories))
     if section_key is None:
         sections = np.zeros(len(cells), dtype=np.int64)
     else:
@@ -90,7 +94,7 @@ def neighborhood_graph(cells: pd.DataFrame, *, x: str = "x", y: str = "y", secti
     >>> g.nonzero()[1].tolist()
     [1, 0, 1, 4, 3, 4]
     """
-    xy, _, sections = _cell_table(cells.assign(_type=""), "_type", x, y, section_key)
+    xy, _, sections = _cell_table(cells, None, x, y, section_key)
     return _knn_graph(xy, sections, check_count(n_neighbors, "n_neighbors"), cells, section_key)
 
 
