@@ -71,6 +71,7 @@ Commun Biol 3:103 (BrainSpace).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -82,6 +83,7 @@ from scipy.spatial import cKDTree
 
 from ._arrays import canonical_signs, zscore_rows
 from ._checks import check_count, check_seed, numeric_array
+from ._maps import align_to, labelled_map, labelled_surrogates, surrogates_by_label
 from ._compat import LegacyTuple, renamed_parameters, warn_renamed
 from .errors import NotFoundError, ParameterError
 from .variograms import VariogramGeometry, _check_map, _r2, summarize_fits, variogram_fit
@@ -100,6 +102,22 @@ def _distances(coords, distances) -> np.ndarray:
     return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
 
 
+def _index_aware(null):
+    """A null that also takes a labelled map: ``x`` a Series, ``coords`` a DataFrame reordered to it by label, and
+    the surrogates returned as a DataFrame with the map's labels as columns (so a map and its surrogates cannot
+    disagree on order downstream)."""
+
+    @functools.wraps(null)
+    def wrapper(x, coords=None, *args, **kwargs):
+        values, coords, labels = labelled_map(x, coords)
+        out = null(values, coords, *args, **kwargs)
+        if isinstance(out, tuple):  # variogram(..., return_fit=True)
+            return (labelled_surrogates(out[0], labels), *out[1:])
+        return labelled_surrogates(out, labels)
+
+    return wrapper
+
+
 def _check_n(n, seed=0) -> int:
     """The number of surrogates (a whole number >= 1), after checking ``seed``."""
     check_seed(seed)
@@ -109,6 +127,7 @@ def _check_n(n, seed=0) -> int:
     return n
 
 
+@_index_aware
 @renamed_parameters(n="n_permutations")
 def naive(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distances=None) -> np.ndarray:
     """Random permutations of ``x`` (ignores space; shown for contrast)."""
@@ -173,6 +192,7 @@ def moran_eigenvectors(coords=None, *, distances=None, weights: str = "inverse")
 MORAN_WARN_SHARE = 0.25
 
 
+@_index_aware
 @renamed_parameters(n="n_permutations")
 def moran(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distances=None, procedure: str = "singleton",
           eigenvectors: MoranEigenvectors | np.ndarray | None = None) -> np.ndarray:
@@ -210,7 +230,7 @@ def moran(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distance
         warnings.warn(f"nulls.moran: {share:.0%} of the map's variance lies in its smoothest 5% of Moran eigenvectors (a "
                       "strongly autocorrelated map), where Moran spectral randomisation is anti-conservative (measured "
                       "false-positive rate 0.11-0.16 at alpha 0.05); prefer nulls.variogram or nulls.spatial_lag",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=4)
     rng = np.random.default_rng(seed)
     if procedure == "singleton":
         new = coef[None, :] * rng.choice([-1.0, 1.0], size=(n, coef.size))
@@ -318,6 +338,7 @@ def _sar_solve(K: sp.csr_matrix, rho: float, U: np.ndarray, tol: float = 1e-8, m
     raise ParameterError(f"the spatial-lag solve did not converge in {max_iter} iterations (rho={rho:.4f}); pass a smaller rho")
 
 
+@_index_aware
 @renamed_parameters(n="n_permutations")
 def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distances=None, rho: float | None = None,
                 d0: float | None = None, method: str = "auto", knn: int = 512, fit_sample: int = 1500,
@@ -430,8 +451,11 @@ def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson") -> Correlatio
     >>> res.n_permutations, bool(0 < res.pvalue <= 1), res.null_r.shape
     (99, True, (99,))
     """
+    labels = x.index if isinstance(x, pd.Series) else None
+    if labels is not None and isinstance(y, pd.Series):
+        y = align_to(y, labels, "y")
+    nulls = surrogates_by_label(nulls, labels, "nulls")
     x, y = numeric_array(x, "x"), numeric_array(y, "y")
-    nulls = numeric_array(nulls, "nulls")
     if nulls.ndim != 2 or nulls.shape[1] != x.size or y.size != x.size:
         raise ParameterError(f"nulls must be (n, {x.size}) and y must have {x.size} values")
     if method == "spearman":
@@ -464,6 +488,7 @@ def _regress(t: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return beta, alpha, sse
 
 
+@_index_aware
 @renamed_parameters(n="n_permutations")
 def variogram(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distances=None, deltas=None, knn: int | None = None,
               pv: float | None = None, nh: int = 25, kernel: str = "exp", resample: bool = False,
@@ -716,7 +741,11 @@ def correlation_tests(x, table: pd.DataFrame, surrogates, *, method: str = "pear
         raise ParameterError("table must be a locations x variables DataFrame")
     if not isinstance(surrogates, dict) or not surrogates:
         raise ParameterError("surrogates must be a non-empty {name: (n, N) array} mapping")
-    x = np.asarray(x, dtype=float)
+    labels = x.index if isinstance(x, pd.Series) else None
+    if labels is not None:
+        table = align_to(table, labels, "table")
+    surrogates = {name: surrogates_by_label(s, labels, f"surrogates[{name!r}]") for name, s in surrogates.items()}
+    x = numeric_array(x, "x")
     if len(table) != x.size:
         raise ParameterError(f"table has {len(table)} rows for a map of {x.size} values")
     rows = []

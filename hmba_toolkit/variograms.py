@@ -51,6 +51,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
 from ._checks import numeric_array
+from ._maps import labelled_map, surrogates_by_label
 from .errors import ParameterError, ParameterTypeError
 from .weights import _coords
 
@@ -403,10 +404,11 @@ def variogram_fit(x, surrogates, coords=None, *, distances=None, geometry: Vario
     ----------
     Burt JB et al. (2020) NeuroImage 220:117038 (variogram matching).
     """
+    x, coords, labels = labelled_map(x, coords)
     g = geometry if geometry is not None else VariogramGeometry.build(coords, distances=distances, pv=pv, nh=nh,
                                                                         sampled=False, neighbours=False)
     x = _check_map(x, g.n)
-    S = numeric_array(surrogates, "surrogates")
+    S = surrogates_by_label(surrogates, labels)
     if S.ndim != 2 or S.shape[1] != g.n:
         raise ParameterError(f"surrogates must be an (n, {g.n}) array, got shape {S.shape}")
     if not np.isfinite(S).all():

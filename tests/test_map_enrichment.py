@@ -199,5 +199,5 @@ def test_surrogates_follow_their_map_into_the_order_of_expression():
     np.testing.assert_allclose(shuffled.null, reference.null)
     labelled = _gsea.gene_map_correlations(expression, brain_map, pd.DataFrame(surrogates[:, order], columns=brain_map.index[order]))
     np.testing.assert_allclose(labelled.null, reference.null)
-    with pytest.raises(HmbaToolkitError, match=r"surrogates has no column for regions \['R0'"):
+    with pytest.raises(HmbaToolkitError, match=r"surrogates has no column for 1 locations of the map, e.g. \[.R0.\]"):
         _gsea.gene_map_correlations(expression, brain_map, pd.DataFrame(surrogates[:, 1:], columns=regions[1:]))

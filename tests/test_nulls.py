@@ -148,3 +148,28 @@ def test_moran_surrogates_of_a_strongly_autocorrelated_map_warn_that_they_are_an
         _w.simplefilter("error")
         nulls.moran(weak, n_permutations=5, eigenvectors=eig)
         nulls.false_positive_rate(xy, ["moran"], n_simulations=3, n_permutations=9, length_scale=0.5)
+
+
+def test_a_labelled_map_keeps_its_labels_through_the_nulls():
+    """A map given as a Series orders the coordinates (a DataFrame, by label) and labels its surrogates, which the
+    variogram fit and the correlation test then align by label: a shuffled table changes nothing."""
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    labels = [f"R{i}" for i in range(60)]
+    coords = pd.DataFrame(rng.random((60, 2)), index=labels, columns=["x", "y"])
+    x = pd.Series(np.sin(6 * coords["x"].to_numpy()) + 0.3 * rng.standard_normal(60), index=labels)
+    y = pd.Series(rng.standard_normal(60), index=labels)
+    surr = nulls.variogram(x, coords, n_permutations=40, seed=1)
+    assert isinstance(surr, pd.DataFrame) and list(surr.columns) == labels
+    order = rng.permutation(60)
+    shuffled = nulls.variogram(x.iloc[order], coords, n_permutations=40, seed=1)
+    assert list(shuffled.columns) == [labels[i] for i in order]
+    fit = nulls.variogram_fit(x, surr, coords)
+    fit_shuffled = nulls.variogram_fit(x.iloc[order], surr, coords.iloc[::-1])
+    np.testing.assert_allclose(fit["r2"], fit_shuffled["r2"])
+    test = nulls.correlate(x, y, surr)
+    test_shuffled = nulls.correlate(x.iloc[order], y, surr)
+    assert test.pvalue == test_shuffled.pvalue and test.r == pytest.approx(test_shuffled.r)
+    with pytest.raises(HmbaToolkitError, match=r"coords has no row for 1 locations of x, e.g. \['R0'\]"):
+        nulls.naive(x, coords.iloc[1:], n_permutations=3)

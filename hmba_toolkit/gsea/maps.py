@@ -46,6 +46,7 @@ import scipy.sparse as sp
 from .._arrays import zscore_rows
 from .._stats import bh_adjust
 from .._checks import numeric_array
+from .._maps import align_to, surrogates_by_label
 from .._compat import LegacyTuple, renamed_parameters, warn, warn_renamed
 from ..errors import NotFoundError, ParameterError, ParameterTypeError
 from .enrichment import ENRICHMENT_COLUMNS, _restrict
@@ -86,10 +87,7 @@ def _aligned_surrogates(surrogates, brain_map, expression: pd.DataFrame) -> np.n
     """
     R = len(expression)
     if isinstance(surrogates, pd.DataFrame):
-        missing = [r for r in expression.index if r not in surrogates.columns]
-        if missing:
-            raise ParameterError(f"surrogates has no column for regions {missing[:10]} of expression")
-        S = numeric_array(surrogates.loc[:, expression.index], "surrogates")
+        S = surrogates_by_label(surrogates, expression.index)
     else:
         S = numeric_array(surrogates, "surrogates")
         if isinstance(brain_map, pd.Series):
@@ -486,7 +484,9 @@ def map_enrichment_error_rates(
     unknown = [n for n in nulls if n not in ("random_genes", "spatial")]
     if unknown:
         raise ParameterError(f"nulls {unknown} are not 'random_genes' or 'spatial'")
-    maps = np.asarray(random_maps, dtype=float)
+    maps = surrogates_by_label(random_maps, expression.index if isinstance(random_maps, pd.DataFrame) else None, "random_maps")
+    if isinstance(coords, pd.DataFrame) and expression.index.isin(coords.index).all():  # labelled: by label
+        coords = align_to(coords, expression.index, "coords", "expression")
     if maps.ndim != 2 or maps.shape[1] != len(expression):
         raise ParameterError(f"random_maps must be (n_maps, {len(expression)}) over the regions of expression, got {maps.shape}")
     rows = []
