@@ -18,7 +18,9 @@ The nulls here keep the autocorrelation:
 * :func:`naive` — random permutations, for contrast only.
 
 Each takes ``x`` (N values) and ``coords`` ((N, d) positions, or ``distances`` (N, N)) and returns
-an (n, N) array of surrogate maps. :func:`correlate` tests the correlation of two maps against
+an (n, N) array of surrogate maps. A map given as a Series (index: region or cell labels) orders coordinates given as
+a DataFrame by label and gets its surrogates as a DataFrame with those labels as columns, which :func:`correlate`,
+:func:`variogram_fit` and :func:`hmba_toolkit.gsea.map_enrichment` align by label. :func:`correlate` tests the correlation of two maps against
 the surrogates of one of them, with the add-one rule.
 
 What each achieves (false-positive rate at alpha = 0.05 for pairs of independent Gaussian maps
@@ -86,7 +88,7 @@ from ._checks import check_count, check_seed, numeric_array
 from ._maps import align_to, labelled_map, labelled_surrogates, surrogates_by_label
 from ._compat import LegacyTuple, renamed_parameters, warn_renamed
 from .errors import NotFoundError, ParameterError
-from .variograms import VariogramGeometry, _check_map, _r2, summarize_fits, variogram_fit
+from .variograms import POOR_FIT_R2, VariogramGeometry, _check_map, _r2, summarize_fits, variogram_fit
 from .weights import _coords
 
 __all__ = ["MORAN_WARN_SHARE", "CorrelationTest", "MoranEigenvectors", "correlation_tests", "false_positive_rate", "random_fields", "naive", "moran", "spatial_lag", "variogram", "variogram_fit", "summarize_fits", "moran_eigenvectors", "correlate"]
@@ -415,13 +417,15 @@ def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, di
 
 @dataclass(frozen=True)
 class CorrelationTest:
-    """The result of :func:`correlate`: ``r``, its two-sided ``pvalue``, and the null distribution ``null_r``."""
+    """The result of :func:`correlate`: ``r``, its two-sided ``pvalue``, the null distribution ``null_r`` and, when the
+    locations were given, ``variogram_r2``: the median variogram fit of the surrogates to ``x`` (NaN otherwise)."""
 
     r: float
     pvalue: float
     n_permutations: int
     method: str
     null_r: np.ndarray = field(repr=False)
+    variogram_r2: float = float("nan")
 
     def __getitem__(self, key: str):  # the dict keys of releases before 0.2
         renamed = {"r": "r", "p": "pvalue", "n_nulls": "n_permutations"}
@@ -432,11 +436,14 @@ class CorrelationTest:
         return getattr(self, renamed[key])
 
 
-def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson") -> CorrelationTest:
+def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson", coords=None, distances=None) -> CorrelationTest:
     """Correlation of maps ``x`` and ``y`` with a two-sided p-value from surrogates of ``x``.
 
     ``pvalue = (1 + #{|r_null| >= |r|}) / (1 + n_permutations)``, the surrogates' correlations with ``y`` forming
-    the null. ``method``: ``"pearson"`` or ``"spearman"`` (ranks of the maps and of every surrogate).
+    the null. ``method``: ``"pearson"`` or ``"spearman"`` (ranks of the maps and of every surrogate). With the
+    locations (``coords`` or ``distances``), the surrogates' fit to the variogram of ``x`` (:func:`variogram_fit`) is
+    reported as ``variogram_r2`` and a poor fit (median r2 below ``variograms.POOR_FIT_R2``) is warned: a null whose
+    surrogates do not keep the map's autocorrelation does not hold its false-positive rate.
 
     Returns
     -------
@@ -451,6 +458,12 @@ def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson") -> Correlatio
     >>> res.n_permutations, bool(0 < res.pvalue <= 1), res.null_r.shape
     (99, True, (99,))
     """
+    fit_r2 = float("nan")
+    if coords is not None or distances is not None:  # how well the surrogates keep x's autocorrelation, reported
+        fit_r2 = float(variogram_fit(x, nulls, coords, distances=distances)["r2"].median())
+        if fit_r2 < POOR_FIT_R2:
+            warnings.warn(f"nulls.correlate: the surrogates fit the variogram of x poorly (median r2 {fit_r2:.2f} < "
+                          f"{POOR_FIT_R2}): the p-value is not calibrated for this map", UserWarning, stacklevel=2)
     labels = x.index if isinstance(x, pd.Series) else None
     if labels is not None and isinstance(y, pd.Series):
         y = align_to(y, labels, "y")
@@ -474,7 +487,7 @@ def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson") -> Correlatio
     r = float(np.mean(zscore_rows(x[None, :])[0] * yz))
     rn = (zscore_rows(nulls) * yz).mean(axis=1)
     p = (1 + np.sum(np.abs(rn) >= abs(r) - 1e-12)) / (1 + len(rn))
-    return CorrelationTest(r=r, pvalue=float(p), n_permutations=len(rn), method=method, null_r=rn)
+    return CorrelationTest(r=r, pvalue=float(p), n_permutations=len(rn), method=method, null_r=rn, variogram_r2=fit_r2)
 
 
 def _regress(t: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -173,3 +173,16 @@ def test_a_labelled_map_keeps_its_labels_through_the_nulls():
     assert test.pvalue == test_shuffled.pvalue and test.r == pytest.approx(test_shuffled.r)
     with pytest.raises(HmbaToolkitError, match=r"coords has no row for 1 locations of x, e.g. \['R0'\]"):
         nulls.naive(x, coords.iloc[1:], n_permutations=3)
+
+
+def test_a_correlation_test_reports_how_well_its_surrogates_fit_and_warns_when_poorly():
+    rng = np.random.default_rng(9)
+    xy = rng.random((200, 2))
+    x = np.sin(5 * xy[:, 0]) + 0.3 * rng.standard_normal(200)
+    y = rng.standard_normal(200)
+    good = nulls.correlate(x, y, nulls.variogram(x, xy, n_permutations=40, seed=1), coords=xy)
+    assert good.variogram_r2 > 0.8
+    with pytest.warns(UserWarning, match=r"surrogates fit the variogram of x poorly"):
+        poor = nulls.correlate(x, y, nulls.naive(x, n_permutations=40, seed=1), coords=xy)
+    assert poor.variogram_r2 < 0.5
+    assert np.isnan(nulls.correlate(x, y, nulls.naive(x, n_permutations=40, seed=1)).variogram_r2)
