@@ -722,7 +722,8 @@ def _rate_row(method: str, hits: int, n_simulations: int) -> dict:
             "ci_low": max(0.0, centre - half), "ci_high": min(1.0, centre + half)}
 
 
-def correlation_tests(x, table: pd.DataFrame, surrogates, *, method: str = "pearson") -> pd.DataFrame:
+def correlation_tests(x, table: pd.DataFrame, surrogates, *, method: str = "pearson", coords=None,
+                      distances=None) -> pd.DataFrame:
     """Correlation of a map with each column of ``table``, tested against every null at once.
 
     Parameters
@@ -734,6 +735,9 @@ def correlation_tests(x, table: pd.DataFrame, surrogates, *, method: str = "pear
     surrogates
         ``{null name: (n_permutations, N) surrogate maps of x}`` (e.g. from :func:`variogram`, :func:`spatial_lag`,
         :func:`naive`).
+    coords, distances
+        The locations: each null's median variogram fit to ``x`` is then reported in ``attrs["variogram_r2"]``, and
+        nulls whose surrogates fit poorly (below ``variograms.POOR_FIT_R2``) are named in a warning.
 
     Returns
     -------
@@ -754,6 +758,13 @@ def correlation_tests(x, table: pd.DataFrame, surrogates, *, method: str = "pear
         raise ParameterError("table must be a locations x variables DataFrame")
     if not isinstance(surrogates, dict) or not surrogates:
         raise ParameterError("surrogates must be a non-empty {name: (n, N) array} mapping")
+    fits = {}
+    if coords is not None or distances is not None:
+        fits = {name: float(variogram_fit(x, s, coords, distances=distances)["r2"].median()) for name, s in surrogates.items()}
+        poor = {name: round(r2, 2) for name, r2 in fits.items() if r2 < POOR_FIT_R2}
+        if poor:
+            warnings.warn(f"correlation_tests: the surrogates of {poor} (median variogram r2) fit the variogram of x poorly: "
+                          "their p-values are not calibrated for this map", UserWarning, stacklevel=2)
     labels = x.index if isinstance(x, pd.Series) else None
     if labels is not None:
         table = align_to(table, labels, "table")
@@ -769,4 +780,6 @@ def correlation_tests(x, table: pd.DataFrame, surrogates, *, method: str = "pear
         for name, s in surrogates.items():
             row[f"pvalue_{name}"] = correlate(x, y, s, method=method).pvalue
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["variogram_r2"] = fits
+    return out

@@ -41,7 +41,12 @@ def knn_weights(coords, k: int = 6) -> sp.csr_matrix:
     k = check_count(k, "k")
     if not 1 <= k < len(c):
         raise ParameterError(f"k must be between 1 and N - 1 = {len(c) - 1}, got {k}")
-    _, idx = cKDTree(c).query(c, k=k + 1)
+    dist, idx = cKDTree(c).query(c, k=k + 1)
+    shared = dist[:, 1] == 0
+    if shared.any():
+        warnings.warn(f"knn_weights: {int(shared.sum())} locations share their coordinates with another (e.g. rows "
+                      f"{np.flatnonzero(shared)[:3].tolist()}): which of the tied neighbours each keeps depends on the input "
+                      "order; drop or merge duplicated locations", UserWarning, stacklevel=2)
     rows = np.repeat(np.arange(len(c)), k)
     cols = idx[:, 1:].ravel()
     W = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(len(c), len(c)))

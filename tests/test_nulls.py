@@ -186,3 +186,24 @@ def test_a_correlation_test_reports_how_well_its_surrogates_fit_and_warns_when_p
         poor = nulls.correlate(x, y, nulls.naive(x, n_permutations=40, seed=1), coords=xy)
     assert poor.variogram_r2 < 0.5
     assert np.isnan(nulls.correlate(x, y, nulls.naive(x, n_permutations=40, seed=1)).variogram_r2)
+
+
+def test_correlation_tests_report_each_nulls_fit_when_given_the_locations():
+    import pandas as pd
+
+    rng = np.random.default_rng(10)
+    xy = rng.random((150, 2))
+    x = np.sin(5 * xy[:, 0]) + 0.3 * rng.standard_normal(150)
+    table = pd.DataFrame({"g": rng.standard_normal(150)})
+    surrogates = {"variogram": nulls.variogram(x, xy, n_permutations=30, seed=1), "naive": nulls.naive(x, n_permutations=30, seed=1)}
+    with pytest.warns(UserWarning, match=r"surrogates of \{'naive': .*\} \(median variogram r2\) fit the variogram of x poorly"):
+        res = nulls.correlation_tests(x, table, surrogates, coords=xy)
+    assert res.attrs["variogram_r2"]["variogram"] > 0.8 > res.attrs["variogram_r2"]["naive"]
+    assert nulls.correlation_tests(x, table, surrogates).attrs["variogram_r2"] == {}
+
+
+def test_knn_weights_warn_when_locations_share_coordinates():
+    xy = np.random.default_rng(11).random((20, 2))
+    xy[5] = xy[6]
+    with pytest.warns(UserWarning, match=r"knn_weights: 2 locations share their coordinates"):
+        knn_weights(xy, 3)
