@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import ParameterError, ParameterTypeError
 
-__all__ = ["check_anndata", "check_count", "check_layer", "check_seed", "numeric_array", "warn_constant_columns"]
+__all__ = ["check_anndata", "check_column_name", "check_count", "check_layer", "check_seed", "numeric_array", "warn_constant_columns"]
 
 
 def check_count(value, name: str, minimum: int = 1, what: str = "") -> int:
@@ -90,3 +90,10 @@ def check_anndata(value, function: str, name: str = "adata") -> None:
     if not isinstance(value, ad.AnnData):
         hint = "; read the file first (io.read_h5ad_subset or AbcCache.read_expression)" if isinstance(value, (str, bytes)) else ""
         raise ParameterTypeError(f"{function}: {name} must be an AnnData (cells x genes), not {type(value).__name__}{hint}")
+
+
+def check_column_name(value, name: str, what: str = "obs column name") -> str:
+    """Refuse anything but one column name (a list where one name is expected, a number), naming the parameter."""
+    if not isinstance(value, str):
+        raise ParameterTypeError(f"{name} must be one {what}, not {value!r}")
+    return value

@@ -184,13 +184,13 @@ def profile_correlation(
     if len(genes) < 3:
         raise ParameterError(f"the reference and query profiles share {len(genes)} gene column(s); a correlation needs at "
                              "least 3 (profiles are Groups x genes, e.g. from group_profiles on the aligned set)")
-    a, b = reference[genes], query[genes]
+    a, b = (pd.DataFrame(numeric_array(t[genes], f"{name} profiles"), index=t.index, columns=genes)
+            for name, t in (("reference", reference), ("query", query)))
     for name, table in (("reference", a), ("query", b)):
-        values = numeric_array(table, f"{name} profiles")
-        if not np.isfinite(values).all():
-            bad = list(table.index[~np.isfinite(values).all(axis=1)][:5])
+        finite = np.isfinite(table.to_numpy()).all(axis=1)
+        if not finite.all():
+            bad = list(table.index[~finite][:5])
             raise ParameterError(f"{name} profiles have NaN or infinite values in Groups {bad}; drop those Groups or genes first")
-    a, b = (pd.DataFrame(numeric_array(t, "profiles"), index=t.index, columns=t.columns) for t in (a, b))
     if center:
         a, b = _centred(a), _centred(b)
     if method == "spearman":

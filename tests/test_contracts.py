@@ -269,43 +269,27 @@ def test_ontology_reader_parses_or_names_the_file(tmp_path_factory, text, suffix
     assert len(tree.table) >= 1
 
 
-@CONTRACT
-@given(text=TEXTS)
-def test_abc_table_reader_parses_or_names_the_file(tmp_path_factory, text):
-    path = tmp_path_factory.mktemp("abc") / "cell_metadata.csv"
-    path.write_text(text, encoding="utf-8", errors="surrogateescape")
-    try:
-        table = read_abc_csv(path)
-    except HmbaToolkitError as exc:
-        assert "cell_metadata.csv" in str(exc)
-        return
-    assert isinstance(table, pd.DataFrame)
+#: Readers of text formats: (the reader, the file name it is given, what a parse must return)
+TEXT_READERS = {
+    "ABC CSV": (read_abc_csv, "cell_metadata.csv", lambda table: isinstance(table, pd.DataFrame)),
+    "GMT": (gsea.read_gmt, "sets.gmt", lambda sets: sets and all(isinstance(v, list) and v for v in sets.values())),
+    "GeoJSON": (spatial.read_region_polygons, "plane.geojson", lambda polygons: isinstance(polygons, dict)),
+}
 
 
+@pytest.mark.parametrize("fmt", sorted(TEXT_READERS))
 @CONTRACT
 @given(text=TEXTS)
-def test_gmt_reader_parses_or_names_the_file(tmp_path_factory, text):
-    path = tmp_path_factory.mktemp("gmt") / "sets.gmt"
+def test_text_reader_parses_or_names_the_file(tmp_path_factory, fmt, text):
+    reader, filename, parsed = TEXT_READERS[fmt]
+    path = tmp_path_factory.mktemp("reader") / filename
     path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
     try:
-        sets = gsea.read_gmt(path)
+        result = reader(path)
     except HmbaToolkitError as exc:
-        assert "sets.gmt" in str(exc)
+        assert filename in str(exc)
         return
-    assert sets and all(isinstance(v, list) and v for v in sets.values())
-
-
-@CONTRACT
-@given(text=TEXTS)
-def test_geojson_reader_parses_or_names_the_file(tmp_path_factory, text):
-    path = tmp_path_factory.mktemp("geo") / "plane.geojson"
-    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-    try:
-        polygons = spatial.read_region_polygons(path)
-    except HmbaToolkitError as exc:
-        assert "plane.geojson" in str(exc)
-        return
-    assert isinstance(polygons, dict)
+    assert parsed(result)
 
 
 #: Public modules whose contract lives elsewhere: the readers of binary formats (io: MetaImage, h5ad, GMT, ABC

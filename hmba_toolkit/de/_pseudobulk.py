@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from .._arrays import has_fractions
-from .._checks import check_anndata, check_count
+from .._checks import check_anndata, check_column_name, check_count
 from .._compat import warn, warn_renamed
 from .._log2cpm import CPM, log2_per_total, refuse_normalized
-from ..errors import ParameterError, ParameterTypeError
+from ..errors import ParameterError
 from .._taxonomy import check_cross_species
 from ..stream._aggregate import aggregate
 from ._result import bh_adjust, tidy
@@ -232,8 +232,7 @@ def pseudobulk(
     """
     check_anndata(adata, "pseudobulk")
     for name, col in (("groupby", groupby), ("replicate", replicate)):
-        if not isinstance(col, str):
-            raise ParameterTypeError(f"pseudobulk: {name} must be one obs column name, not {col!r}")
+        check_column_name(col, f"pseudobulk: {name}")
     for col in (groupby, replicate):
         if col not in adata.obs:
             raise ParameterError(f"pseudobulk: obs has no column {col!r}")

@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from .._checks import check_anndata, check_layer
+from .._checks import check_anndata, check_column_name, check_layer
 from .._compat import warn
 from ..errors import DataFormatError, ParameterError, ParameterTypeError
 from .._taxonomy import check_cross_species
@@ -197,8 +197,7 @@ def wilcoxon(
     if not isinstance(gene_block, (int, np.integer)) or gene_block < 1:
         raise ParameterError(f"gene_block must be a positive number of genes read at once, got {gene_block!r}")
     check_layer(adata, layer)
-    if not isinstance(groupby, str):
-        raise ParameterTypeError(f"groupby must be one obs column name, not {groupby!r}")
+    check_column_name(groupby, "groupby")
     if isinstance(log_base, (str, bool)) or not float(log_base) > 1:
         raise ParameterError(f"log_base must be > 1 (2 for log2(CPM+1), numpy.e for log1p), got {log_base!r}")
     if groupby not in adata.obs:

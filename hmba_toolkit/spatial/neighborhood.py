@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from scipy import stats
 from scipy.spatial import cKDTree
 
-from .._checks import check_count, check_seed
+from .._checks import check_column_name, check_count, check_seed
 from .._stats import bh_adjust
 from ..errors import DataFormatError, ParameterError, ParameterTypeError
 
@@ -42,14 +42,14 @@ NEIGHBORHOOD_COLUMNS = ["cluster_a", "cluster_b", "observed", "expected", "zscor
 
 # ----------------------------------------------------------------------------- inputs
 def _cell_table(cells, groupby: str | None, x: str, y: str,
-                section_key: str | None) -> tuple[np.ndarray, pd.Categorical | None, np.ndarray]:
-    """Coordinates (n, 2), cell types (None without ``groupby``) and section codes, checked once."""
+                section_key: str | None) -> tuple[np.ndarray, pd.Categorical | None, np.ndarray, pd.Index | None]:
+    """Coordinates (n, 2), cell types (None without ``groupby``), section codes and their names (None without
+    ``section_key``), checked once."""
     if not isinstance(cells, pd.DataFrame):
         raise ParameterTypeError(f"cells must be a cell table (DataFrame with coordinates and labels), not {type(cells).__name__}")
     named = ((("groupby", groupby),) if groupby is not None else ()) + (("x", x), ("y", y))
     for name, column in named + ((("section_key", section_key),) if section_key else ()):
-        if not isinstance(column, str):
-            raise ParameterTypeError(f"{name} must be one column name, not {column!r}")
+        check_column_name(column, name, "column name")
         if column not in cells.columns:
             from .._names import did_you_mean
 
@@ -73,12 +73,11 @@ def _cell_table(cells, groupby: str | None, x: str, y: str,
         types = pd.Categorical(labels.astype(str))
         types = types.reorder_categories(sorted(types.categories))
     if section_key is None:
-        sections = np.zeros(len(cells), dtype=np.int64)
-    else:
-        if cells[section_key].isna().any():
-            raise DataFormatError(f"cells[{section_key!r}] has {int(cells[section_key].isna().sum())} cells without a section")
-        sections = pd.Categorical(cells[section_key].astype(str)).codes.astype(np.int64)
-    return xy, types, sections
+        return xy, types, np.zeros(len(cells), dtype=np.int64), None
+    if cells[section_key].isna().any():
+        raise DataFormatError(f"cells[{section_key!r}] has {int(cells[section_key].isna().sum())} cells without a section")
+    sections = pd.Categorical(cells[section_key].astype(str))
+    return xy, types, sections.codes.astype(np.int64), sections.categories
 
 
 def neighborhood_graph(cells: pd.DataFrame, *, x: str = "x", y: str = "y", section_key: str | None = None,
@@ -94,17 +93,17 @@ def neighborhood_graph(cells: pd.DataFrame, *, x: str = "x", y: str = "y", secti
     >>> g.nonzero()[1].tolist()
     [1, 0, 1, 4, 3, 4]
     """
-    xy, _, sections = _cell_table(cells, None, x, y, section_key)
-    return _knn_graph(xy, sections, check_count(n_neighbors, "n_neighbors"), cells, section_key)
+    xy, _, sections, section_names = _cell_table(cells, None, x, y, section_key)
+    return _knn_graph(xy, sections, section_names, check_count(n_neighbors, "n_neighbors"), cells.index)
 
 
-def _knn_graph(xy: np.ndarray, sections: np.ndarray, k: int, cells: pd.DataFrame, section_key: str | None) -> sp.csr_matrix:
+def _knn_graph(xy: np.ndarray, sections: np.ndarray, section_names: pd.Index | None, k: int,
+               cell_labels: pd.Index) -> sp.csr_matrix:
     n = len(xy)
     cols = np.empty((n, k), dtype=np.int64)
-    names = pd.Index(cells[section_key].astype(str)) if section_key else None
     for s in np.unique(sections):
         rows = np.flatnonzero(sections == s)
-        where = f"section {names[rows[0]]!r}" if section_key else "cells"
+        where = f"section {section_names[s]!r}" if section_names is not None else "cells"
         if rows.size <= k:
             raise ParameterError(f"{where} has {rows.size} cells, too few for n_neighbors={k}: every cell needs {k} "
                                  f"neighbours in its section (drop the section or lower n_neighbors)")
@@ -113,7 +112,7 @@ def _knn_graph(xy: np.ndarray, sections: np.ndarray, k: int, cells: pd.DataFrame
         if (dist[:, 1] == 0).any():
             dup = int((dist[:, 1] == 0).sum())
             raise DataFormatError(f"{where}: {dup} cells share their coordinates with another cell (duplicated "
-                                  f"locations, e.g. {list(cells.index[rows[dist[:, 1] == 0]][:3])}): their neighbours are "
+                                  f"locations, e.g. {list(cell_labels[rows[dist[:, 1] == 0]][:3])}): their neighbours are "
                                   "ambiguous; drop the duplicates first")
         # the query returns each point first (distance 0, no duplicates): drop that column
         cols[rows] = rows[idx[:, 1:]]
@@ -262,7 +261,7 @@ def neighborhood_enrichment(
     ----------
     Cliff AD, Ord JK (1981) Spatial Processes. Pion (join-count moments). Palla G et al. (2022) Nat Methods 19:171-178.
     """
-    xy, types, sections = _cell_table(cells, groupby, x, y, section_key)
+    xy, types, sections, section_names = _cell_table(cells, groupby, x, y, section_key)
     k = check_count(n_neighbors, "n_neighbors")
     n_permutations = check_count(n_permutations, "n_permutations", minimum=0, what="(0: exact moments only)")
     check_seed(seed)
@@ -271,8 +270,8 @@ def neighborhood_enrichment(
     codes = types.codes.astype(np.int64)
     names = list(types.categories)
     K = len(names)
-    A = _knn_graph(xy, sections, k, cells, section_key) if graph is None else _checked_graph(graph, sections, len(cells))
-    section_names = (pd.Categorical(cells[section_key].astype(str)).categories if section_key else pd.Index(["all"]))
+    A = _knn_graph(xy, sections, section_names, k, cells.index) if graph is None else _checked_graph(graph, sections, len(cells))
+    section_names = section_names if section_names is not None else pd.Index(["all"])
     per = []
     for s in np.unique(sections):
         rows = np.flatnonzero(sections == s)
@@ -343,19 +342,24 @@ def _checked_graph(graph, sections: np.ndarray, n: int) -> sp.csr_matrix:
     return A
 
 
+def _exceedance_pvalues(null: np.ndarray, table: pd.DataFrame, rows: np.ndarray, K: int) -> np.ndarray:
+    """Two-sided Monte Carlo p-values of the table's ``rows`` from permuted K x K pair counts ``null``."""
+    cell = table["code_a"].to_numpy()[rows] * K + table["code_b"].to_numpy()[rows]  # the rows' (a, b) entries
+    expected = table["expected"].to_numpy()[rows]
+    dev = np.abs(null.reshape(len(null), -1)[:, cell] - expected)
+    obs = np.abs(table["observed"].to_numpy()[rows] - expected)
+    return (1 + (dev >= obs - 1e-9).sum(axis=0)) / (1 + len(null))
+
+
 def _permutation_pvalues(A, codes, sections, K, n_permutations, seed, table, by_section, section_names) -> np.ndarray:
     order = np.argsort(sections, kind="stable")
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
     P = A[order][:, order].tocsr()
     starts = np.r_[0, np.flatnonzero(np.diff(sections[order])) + 1, order.size].astype(np.int64)
     seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=n_permutations)
     if not by_section:
         null = _permuted_counts(P.indptr.astype(np.int64), P.indices.astype(np.int64), P.data, codes[order], starts, K,
                                 n_permutations, seeds)
-        dev = np.abs(null.reshape(n_permutations, -1) - table["expected"].to_numpy())
-        obs = np.abs(table["observed"].to_numpy() - table["expected"].to_numpy())
-        return (1 + (dev >= obs - 1e-9).sum(axis=0)) / (1 + n_permutations)
+        return _exceedance_pvalues(null, table, np.arange(len(table)), K)
     out = np.empty(len(table))
     for s in range(starts.size - 1):
         a, b = starts[s], starts[s + 1]
@@ -363,10 +367,7 @@ def _permutation_pvalues(A, codes, sections, K, n_permutations, seed, table, by_
         null = _permuted_counts(sub.indptr.astype(np.int64), sub.indices.astype(np.int64), sub.data, codes[order][a:b],
                                 np.array([0, b - a], dtype=np.int64), K, n_permutations, seeds)
         rows = np.flatnonzero(table["section"].to_numpy() == section_names[sections[order][a]])
-        cell = (table["code_a"].to_numpy()[rows] * K + table["code_b"].to_numpy()[rows])  # the rows' (a, b) entries
-        dev = np.abs(null.reshape(n_permutations, -1)[:, cell] - table["expected"].to_numpy()[rows])
-        obs = np.abs(table["observed"].to_numpy()[rows] - table["expected"].to_numpy()[rows])
-        out[rows] = (1 + (dev >= obs - 1e-9).sum(axis=0)) / (1 + n_permutations)
+        out[rows] = _exceedance_pvalues(null, table, rows, K)
     return out
 
 
@@ -406,7 +407,7 @@ def co_occurrence(
     >>> bool(res.query("cluster_a == 'left' and cluster_b == 'left'")["ratio"].iloc[0] > 1.5)
     True
     """
-    xy, types, sections = _cell_table(cells, groupby, x, y, section_key)
+    xy, types, sections, _ = _cell_table(cells, groupby, x, y, section_key)
     edges = np.asarray(distances, dtype=float)
     if edges.ndim != 1 or edges.size == 0 or not np.isfinite(edges).all() or (edges <= 0).any() or (np.diff(edges) <= 0).any():
         raise ParameterError(f"distances must be positive, increasing distance bin edges, got {list(np.atleast_1d(edges))}")
