@@ -36,6 +36,7 @@ from scipy import optimize, stats
 from ._checks import check_layer
 from ._compat import renamed_parameters, warn
 from .errors import ParameterError, ParameterTypeError
+from .spatial.geometry import as_geometry
 
 __all__ = ["gene_correlation", "top_pairs", "cge", "fit_distance_decay", "DistanceDecayFit"]
 
@@ -328,8 +329,9 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
     ----------
     cge_matrix : DataFrame
         Regions x regions CGE from :func:`cge`.
-    coords : DataFrame or array, optional
-        Region centroids (rows in the order of ``cge_matrix``, or a DataFrame indexed by region).
+    coords : Geometry, DataFrame or array, optional
+        Region centroids (a :class:`~hmba_toolkit.spatial.Geometry`, a DataFrame indexed by region, or rows in
+        the order of ``cge_matrix``).
     distances : DataFrame or array, optional
         Or a regions x regions distance matrix.
     model : {"exponential", "linear"}
@@ -360,19 +362,10 @@ def fit_distance_decay(cge_matrix: pd.DataFrame, coords=None, *, distances=None,
     if model not in ("exponential", "linear"):
         raise ParameterError(f"model={model!r} is not 'exponential' or 'linear'")
     regions = cge_matrix.index
-    if (coords is None) == (distances is None):
-        raise ParameterError("give exactly one of coords and distances")
-    if distances is not None:
-        D = distances.loc[regions, regions].to_numpy(float) if isinstance(distances, pd.DataFrame) else np.asarray(distances, float)
-    else:
-        if isinstance(coords, pd.DataFrame):
-            missing = [r for r in regions if r not in coords.index]
-            if missing:
-                raise ParameterError(f"coords has no row for regions {missing[:10]}")
-            c = coords.loc[regions].to_numpy(float)
-        else:
-            c = np.asarray(coords, float)
-        D = np.sqrt(((c[:, None, :] - c[None]) ** 2).sum(-1))
+    where = as_geometry(coords, distances=distances)
+    if where.labels is not None:
+        where = where.subset(regions, "cge_matrix")
+    D = where.distances
     if D.shape != cge_matrix.shape:
         raise ParameterError(f"distances must be {cge_matrix.shape} (one row and column per region of cge_matrix), got {D.shape}")
     if not np.isfinite(D).all():

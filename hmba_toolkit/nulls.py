@@ -14,14 +14,19 @@ The nulls here keep the autocorrelation:
 * :func:`variogram` — variogram-matching surrogates (Burt et al. 2020): a permutation of ``x``
   smoothed over k nearest neighbours plus white noise, with ``k`` and the mix chosen so the
   surrogate's variogram matches the map's; batched, sparse for large ``N``, with a sampled variant
-  and a goodness-of-fit figure per surrogate (:mod:`hmba_toolkit.variograms`);
+  and a goodness-of-fit figure per surrogate (:mod:`hmba_toolkit.variograms`); where the map's variogram dips and
+  rises again, which smoothing cannot follow, values are swapped within each surrogate until its variogram fits
+  (``refine``; Deutsch and Journel 1998);
 * :func:`naive` — random permutations, for contrast only.
 
-Each takes ``x`` (N values) and ``coords`` ((N, d) positions, or ``distances`` (N, N)) and returns
-an (n, N) array of surrogate maps. A map given as a Series (index: region or cell labels) orders coordinates given as
-a DataFrame by label and gets its surrogates as a DataFrame with those labels as columns, which :func:`correlate`,
-:func:`variogram_fit` and :func:`hmba_toolkit.gsea.map_enrichment` align by label. :func:`correlate` tests the correlation of two maps against
-the surrogates of one of them, with the add-one rule.
+Each takes ``x`` (N values) and its locations ``coords``: a :class:`~hmba_toolkit.spatial.Geometry` (checked once, its
+distances, neighbours and variogram pairs computed once for every call), (N, d) positions, a DataFrame of them indexed
+by label, or ``distances`` (N, N); and returns an (n, N) array of surrogate maps. A map given as a Series (index:
+region or cell labels) picks its locations from a labelled geometry by label (in the geometry's order, so that the
+surrogates do not depend on how the map was sorted) and gets its surrogates as a DataFrame with those labels as
+columns, which :func:`correlate`, :func:`variogram_fit` and :func:`hmba_toolkit.gsea.map_enrichment` align by label.
+In a sectioned Geometry the surrogates are drawn within each section. :func:`correlate` tests the correlation of two
+maps against the surrogates of one of them, with the add-one rule.
 
 What each achieves (false-positive rate at alpha = 0.05 for pairs of independent Gaussian maps
 with exponential covariance, 200 pairs, 300 surrogates; measured 2026-11-23, ``tests/test_nulls.py``
@@ -81,43 +86,51 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy import linalg, optimize, stats
-from scipy.spatial import cKDTree
 
 from ._arrays import canonical_signs, zscore_rows
 from ._checks import check_count, check_seed, numeric_array
-from ._maps import align_to, labelled_map, labelled_surrogates, surrogates_by_label
+from ._maps import align_to, surrogates_by_label
 from ._compat import LegacyTuple, renamed_parameters, warn_renamed
 from .errors import NotFoundError, ParameterError
-from .variograms import POOR_FIT_R2, VariogramGeometry, _check_map, _r2, summarize_fits, variogram_fit
-from .weights import _coords
+from .spatial.geometry import Geometry, as_geometry
+from .variograms import POOR_FIT_R2, VariogramGeometry, _check_map, _surrogates, summarize_fits, variogram_fit
 
 __all__ = ["MORAN_WARN_SHARE", "CorrelationTest", "MoranEigenvectors", "correlation_tests", "false_positive_rate", "random_fields", "naive", "moran", "spatial_lag", "variogram", "variogram_fit", "summarize_fits", "moran_eigenvectors", "correlate"]
 
 
-def _distances(coords, distances) -> np.ndarray:
-    if distances is not None:
-        D = np.asarray(distances, dtype=float)
-        if D.ndim != 2 or D.shape[0] != D.shape[1]:
-            raise ParameterError(f"distances must be square, got {D.shape}")
-        return D
-    c = _coords(coords)
-    return np.sqrt(((c[:, None, :] - c[None, :, :]) ** 2).sum(-1))
-
-
-def _index_aware(null):
-    """A null that also takes a labelled map: ``x`` a Series, ``coords`` a DataFrame reordered to it by label, and
-    the surrogates returned as a DataFrame with the map's labels as columns (so a map and its surrogates cannot
-    disagree on order downstream)."""
+def _index_aware(null=None, *, required: bool = True):
+    """A null that takes its locations once, as a :class:`~hmba_toolkit.spatial.Geometry` (built from ``coords`` or
+    ``distances`` when those are given), and a map that may carry labels: a Series picks its locations from a
+    labelled geometry by label, and the surrogates come back as a DataFrame with the map's labels as columns (so a
+    map and its surrogates cannot disagree on order downstream). The wrapped function gets the map's values and the
+    geometry (None when a null that does not need locations was given none)."""
+    if null is None:
+        return functools.partial(_index_aware, required=required)
 
     @functools.wraps(null)
-    def wrapper(x, coords=None, *args, **kwargs):
-        values, coords, labels = labelled_map(x, coords)
-        out = null(values, coords, *args, **kwargs)
+    def wrapper(x, coords=None, *args, distances=None, **kwargs):
+        where = as_geometry(coords, distances=distances, x=x, required=required)
+        if where is None:
+            labels = x.index if isinstance(x, pd.Series) else None
+            out = null(x if labels is None else numeric_array(x, "x"), None, *args, **kwargs)
+            return out if labels is None else pd.DataFrame(out, columns=labels,
+                                                           index=pd.RangeIndex(len(out), name="surrogate"))
+        out = null(where.values(x), where, *args, **kwargs)
         if isinstance(out, tuple):  # variogram(..., return_fit=True)
-            return (labelled_surrogates(out[0], labels), *out[1:])
-        return labelled_surrogates(out, labels)
+            return (where.labelled(out[0]), *out[1:])
+        return where.labelled(out)
 
     return wrapper
+
+
+def _permutation(rng: np.random.Generator, where: Geometry | None, n: int) -> np.ndarray:
+    """A random permutation of the locations, within each section of a sectioned geometry."""
+    if where is None or not where.sectioned:
+        return rng.permutation(n)
+    perm = np.arange(n)
+    for _, rows in where.sections():
+        perm[rows] = rows[rng.permutation(rows.size)]
+    return perm
 
 
 def _check_n(n, seed=0) -> int:
@@ -129,14 +142,15 @@ def _check_n(n, seed=0) -> int:
     return n
 
 
-@_index_aware
+@_index_aware(required=False)
 @renamed_parameters(n="n_permutations")
 def naive(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distances=None) -> np.ndarray:
-    """Random permutations of ``x`` (ignores space; shown for contrast)."""
+    """Random permutations of ``x`` (ignores space; shown for contrast). With a sectioned
+    :class:`~hmba_toolkit.spatial.Geometry` as ``coords``, values are permuted within each section."""
     n = _check_n(n_permutations, seed)
     x = _check_map(x, finite=False)
     rng = np.random.default_rng(seed)
-    return np.stack([rng.permutation(x) for _ in range(n)])
+    return np.stack([x[_permutation(rng, coords, x.size)] for _ in range(n)])
 
 
 @dataclass(frozen=True, repr=False)
@@ -170,11 +184,11 @@ def moran_eigenvectors(coords=None, *, distances=None, weights: str = "inverse")
     >>> mem.eigenvectors.shape[0], bool((np.diff(mem.eigenvalues) <= 0).all())
     (60, True)
     """
-    D = _distances(coords, distances)
-    same = (D == 0).sum() - D.shape[0]
-    if same > 0:
-        raise ParameterError(f"{'coords' if distances is None else 'distances'} holds {same // 2} pair(s) of locations at "
-                             "distance 0 (duplicated locations): merge or jitter them first")
+    where = as_geometry(coords, distances=distances)
+    if where.sectioned:
+        raise ParameterError("moran_eigenvectors of a sectioned Geometry: Moran eigenvectors are computed on one set of "
+                             "connected locations; take one section (geometry.subset(...)) at a time")
+    D = where.distances
     with np.errstate(divide="ignore"):
         W = np.where(D > 0, 1.0 / D, 0.0) if weights == "inverse" else None
     if W is None:
@@ -194,7 +208,7 @@ def moran_eigenvectors(coords=None, *, distances=None, weights: str = "inverse")
 MORAN_WARN_SHARE = 0.25
 
 
-@_index_aware
+@_index_aware(required=False)
 @renamed_parameters(n="n_permutations")
 def moran(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distances=None, procedure: str = "singleton",
           eigenvectors: MoranEigenvectors | np.ndarray | None = None) -> np.ndarray:
@@ -216,7 +230,9 @@ def moran(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distance
     if procedure not in ("singleton", "pair"):
         raise ParameterError(f"procedure={procedure!r} is not 'singleton' or 'pair'")
     if eigenvectors is None:
-        eigenvectors = moran_eigenvectors(coords, distances=distances)
+        if coords is None:
+            raise ParameterError("moran needs the locations (coords, distances or a Geometry) or precomputed eigenvectors")
+        eigenvectors = moran_eigenvectors(coords)
     V = eigenvectors.eigenvectors if isinstance(eigenvectors, MoranEigenvectors) else np.asarray(eigenvectors)
     x = _check_map(x, finite=False)
     if V.shape[0] != x.size:
@@ -255,23 +271,33 @@ def moran(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distance
     return surr + x.mean()
 
 
-def _sar_fit(x, D) -> tuple[float, float]:
+def _sar_fit(x, where) -> tuple[float, float]:
     """Maximum-likelihood fit of the SAR model ``z = rho W(d0) z + e`` (Ord 1975), profiled over d0.
 
     ``W`` is ``exp(-d/d0)`` with a zero diagonal, row-normalised; ``log|I - rho W|`` comes from its
     (real) eigenvalues, those of the symmetric ``S^-1/2 K S^-1/2``. Least squares of z on ``Wz`` is
-    biased here (the regressor is endogenous) and drives ``rho`` to its bound.
+    biased here (the regressor is endogenous) and drives ``rho`` to its bound. ``where``: a Geometry (or a
+    distance matrix); in a sectioned one ``W`` is block-diagonal, so its eigenvalues are those of the sections'
+    blocks (an exact fit at the cost of the largest section), and ``z`` is centred within each section.
     """
-    z = (x - x.mean()) / x.std()
+    where = where if isinstance(where, Geometry) else Geometry(distances=where)
+    blocks = [(rows, where.subset(rows).distances if where.sectioned else where.distances) for _, rows in where.sections()]
+    z = np.asarray(x, dtype=float).copy()
+    for rows, _ in blocks:
+        z[rows] -= z[rows].mean()
+    z /= z.std()
     n = z.size
-    dpos = D[D > 0]
+    dpos = np.concatenate([Db[np.triu_indices(len(Db), k=1)] for _, Db in blocks])
     best = (-np.inf, 0.0, float(np.median(dpos)))
     for d0 in np.geomspace(np.quantile(dpos, 0.005), np.quantile(dpos, 0.5), 14):
-        K = np.exp(-D / d0)
-        np.fill_diagonal(K, 0)
-        s = K.sum(axis=1)
-        lam = linalg.eigvalsh(K / np.sqrt(np.outer(s, s)))
-        wz = (K @ z) / s
+        lam, wz = [], np.empty(n)
+        for rows, Db in blocks:
+            K = np.exp(-Db / d0)
+            np.fill_diagonal(K, 0)
+            s_ = K.sum(axis=1)
+            lam.append(linalg.eigvalsh(K / np.sqrt(np.outer(s_, s_))))
+            wz[rows] = (K @ z[rows]) / s_
+        lam = np.concatenate(lam)
 
         def negll(rho):
             return -(np.log1p(-rho * lam).sum() - n / 2 * np.log(((z - rho * wz) ** 2).sum()))
@@ -282,28 +308,15 @@ def _sar_fit(x, D) -> tuple[float, float]:
     return best[1], best[2]
 
 
-def _decay_kernel(coords, distances, d0: float, knn: int, reach: float = 6.0) -> sp.csr_matrix:
+def _decay_kernel(where: Geometry, d0: float, knn: int, reach: float = 6.0) -> sp.csr_matrix:
     """Symmetric sparse ``exp(-d / d0)`` between points closer than ``reach * d0``, each point keeping
-    at most its ``knn`` nearest neighbours (a pair kept by either end is kept), zero diagonal."""
-    if coords is not None:
-        c = _coords(coords)
-        d, idx = cKDTree(c).query(c, k=knn + 1, distance_upper_bound=reach * d0)
-        d, idx = d[:, 1:], idx[:, 1:]
-        lone = np.flatnonzero(~np.isfinite(d[:, 0]))
-        if lone.size:  # no neighbour within reach: keep the nearest one, however far
-            d1, i1 = cKDTree(c).query(c[lone], k=2)
-            d[lone, 0], idx[lone, 0] = d1[:, 1], i1[:, 1]
-    else:
-        D = np.asarray(distances, dtype=float)
-        idx = np.argpartition(D, knn, axis=1)[:, : knn + 1]
-        d = np.take_along_axis(D, idx, axis=1)
-        order = np.argsort(d, axis=1, kind="stable")
-        d, idx = np.take_along_axis(d, order, axis=1)[:, 1:], np.take_along_axis(idx, order, axis=1)[:, 1:]
-        far = d > reach * d0
-        far[:, 0] = False
-        d[far] = np.inf
-    ok = np.isfinite(d)
-    N = d.shape[0]
+    at most its ``knn`` nearest neighbours (a pair kept by either end is kept), zero diagonal; within sections."""
+    table = where.neighbors(knn)
+    d, idx = table.distances.astype(float), table.indices
+    far = d > reach * d0
+    far[:, 0] = False  # no neighbour within reach: keep the nearest one, however far
+    ok = ~far
+    N = where.n
     rows = np.repeat(np.arange(N), ok.sum(axis=1))
     K = sp.csr_matrix((np.exp(-d[ok] / d0), (rows, idx[ok])), shape=(N, N))
     return K.maximum(K.T).tocsr()
@@ -361,7 +374,9 @@ def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, di
         voxel-scale maps. ``"auto"``: dense up to 3,000
         points. In the sparse path ``rho`` and ``d0`` are fitted on a random subsample of
         ``fit_sample`` locations (the dense maximum likelihood), an approximation whose surrogates'
-        variogram fit can be checked with :func:`variogram_fit`.
+        variogram fit can be checked with :func:`variogram_fit`; with a sectioned Geometry whose sections
+        all have at most ``fit_sample`` locations, the fit is exact, section block by section block (the
+        weights are zero between sections, and each section is centred on its own mean).
 
     References
     ----------
@@ -375,20 +390,18 @@ def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, di
         raise ParameterError(f"rho must lie in (-1, 1) for the spatial-lag model to be stationary, got {rho}")
     if d0 is not None and not float(d0) > 0:
         raise ParameterError(f"d0 must be a positive distance, got {d0}")
-    if coords is None and distances is None:
-        raise ParameterError("spatial_lag needs the map's locations: pass coords (n x 2 or n x 3) or distances (n x n)")
-    N = (np.asarray(distances).shape[0] if distances is not None else np.asarray(coords).shape[0])
+    where, N = coords, coords.n
     if method == "auto":
         method = "dense" if N <= 3000 else "sparse"
     rng = np.random.default_rng(seed)
+    x = _check_map(x, N)
     if method == "dense":
-        D = _distances(coords, distances)
-        x = _check_map(x, D.shape[0])
+        D = where.distances
         if rho is None or d0 is None:
-            f_rho, f_d0 = _sar_fit(x, D)
+            f_rho, f_d0 = _sar_fit(x, where)
             rho = f_rho if rho is None else rho
             d0 = f_d0 if d0 is None else d0
-        W = np.exp(-D / d0)
+        W = np.exp(-D / d0)  # 0 between sections
         np.fill_diagonal(W, 0)
         W /= W.sum(axis=1, keepdims=True)
         U = rng.standard_normal((x.size, n))
@@ -396,23 +409,29 @@ def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, di
     else:
         if not 2 <= knn < N:
             raise ParameterError(f"knn must be between 2 and N - 1 = {N - 1}, got {knn}")
-        x = _check_map(x, N)
-        if coords is not None:
-            coords = _coords(coords)
         if rho is None or d0 is None:
-            sub = np.sort(np.random.default_rng([seed, 17]).choice(N, size=min(N, fit_sample), replace=False))
-            Dsub = _distances(None if coords is None else np.asarray(coords, dtype=float)[sub],
-                              None if distances is None else np.asarray(distances, dtype=float)[np.ix_(sub, sub)])
-            f_rho, f_d0 = _sar_fit(x[sub], Dsub)
+            if where.sectioned and max(rows.size for _, rows in where.sections()) <= fit_sample:
+                f_rho, f_d0 = _sar_fit(x, where)  # sections small enough for the exact fit, block by block
+            else:
+                sub = np.sort(np.random.default_rng([seed, 17]).choice(N, size=min(N, fit_sample), replace=False))
+                f_rho, f_d0 = _sar_fit(x[sub], where.subset(sub))
             rho = f_rho if rho is None else rho
             d0 = f_d0 if d0 is None else d0
-        K = _decay_kernel(coords, distances, d0, knn)
+        K = _decay_kernel(where, d0, knn)
         X = np.empty((n, N))
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             X[start:start + b] = _sar_solve(K, rho, rng.standard_normal((N, b))).T
-    ranks = np.argsort(np.argsort(X, axis=1), axis=1)
-    return np.sort(x)[ranks]
+    return _rank_match(X, x, where)
+
+
+def _rank_match(X: np.ndarray, x: np.ndarray, where: Geometry) -> np.ndarray:
+    """Each row of ``X`` replaced by the values of ``x`` in the order of its ranks (within each section)."""
+    out = np.empty_like(X)
+    for _, rows in where.sections():
+        ranks = np.argsort(np.argsort(X[:, rows], axis=1), axis=1)
+        out[:, rows] = np.sort(x[rows])[ranks]
+    return out
 
 
 @dataclass(frozen=True)
@@ -490,23 +509,12 @@ def correlate(x, y, nulls: np.ndarray, *, method: str = "pearson", coords=None, 
     return CorrelationTest(r=r, pvalue=float(p), n_permutations=len(rn), method=method, null_r=rn, variogram_r2=fit_r2)
 
 
-def _regress(t: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column of G (nh, B): OLS of t on it; returns slope, intercept and residual sum of squares."""
-    gc = G - G.mean(axis=0)
-    tc = t - t.mean()
-    var = (gc**2).sum(axis=0)
-    beta = np.divide(gc.T @ tc, var, out=np.zeros(G.shape[1]), where=var > 0)
-    alpha = t.mean() - beta * G.mean(axis=0)
-    sse = ((t[:, None] - alpha - beta * G) ** 2).sum(axis=0)
-    return beta, alpha, sse
-
-
-@_index_aware
+@_index_aware(required=False)
 @renamed_parameters(n="n_permutations")
 def variogram(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, distances=None, deltas=None, knn: int | None = None,
               pv: float | None = None, nh: int = 25, kernel: str = "exp", resample: bool = False,
-              sampled: bool | None = None, ns: int = 1000, batch_size: int | None = None,
-              geometry: VariogramGeometry | None = None, return_fit: bool = False):
+              sampled: bool | None = None, ns: int = 1000, batch_size: int | None = None, refine: bool | str = "auto",
+              max_swaps: int = 50, geometry: VariogramGeometry | None = None, return_fit: bool = False):
     """Variogram-matching surrogate maps (Burt et al. 2020).
 
     Each surrogate is a random permutation of ``x`` smoothed over each location's ``k`` nearest
@@ -516,10 +524,12 @@ def variogram(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, dist
 
     Parameters
     ----------
-    x : array, (N,)
-        The map (finite values).
-    coords : array, (N, d), optional
-        Positions (mm, um, ...); or give ``distances``, an (N, N) matrix (e.g. geodesic).
+    x : array (N,) or Series
+        The map (finite values); a Series picks its locations from a labelled ``coords`` by label.
+    coords : Geometry, array (N, d) or DataFrame, optional
+        The locations: a :class:`~hmba_toolkit.spatial.Geometry` (its pairs and neighbours are computed once and
+        reused by later calls), positions (mm, um, ...), or give ``distances``, an (N, N) matrix (e.g. geodesic).
+        In a sectioned Geometry, pairs, neighbours and permutations stay within sections.
     n_permutations : int
         Number of surrogate maps.
     seed : int
@@ -547,8 +557,17 @@ def variogram(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, dist
         Sources of the sampled variant (drawn once per call from ``seed``).
     batch_size : int, optional
         Surrogates generated together (memory ~ ``6 * 8 * N * batch_size`` bytes).
+    refine : {"auto", True, False}
+        Smoothing gives monotone variograms; a map whose variogram dips and rises again (a hole effect, e.g. a
+        regional profile where the closest regions differ most) is fitted poorly. Refinement swaps values between
+        locations of each surrogate while a swap brings its variogram closer to the map's, until its fit reaches
+        ``variograms.REFINE_R2`` (0.8) or ``max_swaps`` swaps per location were tried: the simulated-annealing
+        simulation of geostatistics (Deutsch and Journel 1998), run at zero temperature from the smoothed
+        surrogate. ``"auto"``: only when the smoothed surrogates' median fit is below ``variograms.POOR_FIT_R2``.
+    max_swaps : int
+        Candidate swaps per location and surrogate in the refinement.
     geometry : VariogramGeometry, optional
-        Reuse the pairs and neighbour table of an earlier call on the same locations.
+        Deprecated: pass a :class:`~hmba_toolkit.spatial.Geometry` as ``coords`` to reuse pairs and neighbours.
     return_fit : bool
         Deprecated (a flag that switches the return type): also return a table with one row per surrogate,
         ``surrogate``, ``k`` (neighbours used), ``alpha``, ``beta``, ``r2``. Use :func:`variogram_fit` on the
@@ -573,68 +592,32 @@ def variogram(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, dist
     ----------
     Burt JB, Helmer M, Shinn M, Anticevic A, Murray JD (2020) NeuroImage 220:117038.
     Viladomat J et al. (2014) Biometrics 70:409-418. Markello RD, Misic B (2021) NeuroImage 236:118052.
+    Deutsch CV, Journel AG (1998) GSLIB: Geostatistical Software Library, 2nd ed., Oxford University Press
+    (``sasim``: values swapped to reproduce a target variogram).
     """
     if return_fit:
         warn_renamed("variogram(..., return_fit=True)", "variogram_fit(x, surrogates, coords)", "hmba_toolkit.nulls")
     if kernel not in ("exp", "gaussian", "invdist", "uniform"):
         raise ParameterError(f"kernel={kernel!r} is not one of 'exp', 'gaussian', 'invdist', 'uniform'")
+    if refine not in (True, False, "auto"):
+        raise ParameterError(f"refine={refine!r} is not True, False or 'auto'")
+    max_swaps = check_count(max_swaps, "max_swaps", minimum=0)
     n = _check_n(n_permutations, seed)
-    g = geometry
-    if g is None:
-        g = VariogramGeometry.build(coords, distances=distances, pv=pv, nh=nh, knn=knn, sampled=sampled, ns=ns, seed=seed)
-    elif g.nbr is None:
-        raise ParameterError("geometry has no neighbour table; build it with neighbours=True")
-    x = _check_map(x, g.n)
+    if geometry is not None:
+        warn_renamed("variogram(..., geometry=VariogramGeometry)", "variogram(x, spatial.Geometry)", "hmba_toolkit.nulls")
+        if geometry.nbr is None:
+            raise ParameterError("geometry has no neighbour table; build it with neighbours=True")
+        bins = geometry
+    elif coords is None:
+        raise ParameterError("variogram needs the map's locations: pass coords (n x 2 or n x 3 positions, or a Geometry) "
+                             "or distances (n x n)")
+    else:
+        bins = VariogramGeometry.of(coords, pv=pv, nh=nh, knn=knn, sampled=sampled, ns=ns, seed=seed)
+    x = _check_map(x, bins.n)
     if np.ptp(x) == 0:
         raise ParameterError("x is constant; it has no variogram to match")
-    N = g.n
-    if deltas is None:
-        deltas = (0.3, 0.5, 0.7, 0.9) if g.sampled else tuple(np.round(np.arange(1, 10) / 10, 1))
-    deltas = np.asarray(deltas, dtype=float)
-    if deltas.ndim != 1 or deltas.size == 0 or (deltas <= 0).any() or (deltas > 1).any():
-        raise ParameterError(f"deltas must be fractions in (0, 1], got {deltas.tolist()}")
-    ks = np.unique(np.clip((deltas * g.knn).astype(int), 2, g.knn))
-    t = g.variogram(x)[:, 0]
-    if batch_size is None:
-        batch_size = max(1, int(2e7 // N))
-    batch_size = int(min(max(1, batch_size), n))
-    xs = np.sort(x)
-    out = np.empty((n, N))
-    rows = []
-    for s0 in range(0, n, batch_size):
-        idx = np.arange(s0, min(n, s0 + batch_size))
-        B = idx.size
-        Xp = np.empty((N, B))
-        Z = np.empty((N, B))
-        for c, s in enumerate(idx):
-            rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1, int(s)]))
-            Xp[:, c] = x[rng.permutation(N)]
-            Z[:, c] = rng.standard_normal(N)
-        best = np.full(B, np.inf)
-        Ybest = np.empty((N, B))
-        alpha = np.zeros(B)
-        beta = np.zeros(B)
-        kbest = np.zeros(B, dtype=int)
-        for k in ks:
-            Y = g.smooth(Xp, int(k), kernel)
-            b_, a_, sse = _regress(t, g.variogram(Y))
-            better = sse < best
-            best[better], beta[better], alpha[better], kbest[better] = sse[better], b_[better], a_[better], k
-            Ybest[:, better] = Y[:, better]
-        S = np.sqrt(np.abs(beta)) * Ybest + np.sqrt(np.abs(alpha)) * Z
-        if resample:
-            S = xs[np.argsort(np.argsort(S, axis=0), axis=0)]
-        else:
-            S += x.mean() - S.mean(axis=0)
-        out[idx] = S.T
-        if return_fit:  # one more variogram per batch, only when the fit is asked for
-            rows.append(pd.DataFrame({"surrogate": idx, "k": kbest, "alpha": alpha, "beta": beta, "r2": _r2(t, g.variogram(S))}))
-    if not return_fit:
-        return out
-    fit = pd.concat(rows, ignore_index=True)
-    fit.attrs.update({"distance": g.h, "target": t, "pairs": g.info["pairs"], "sampled": g.sampled, "knn": g.knn,
-                      "deltas": deltas.tolist(), "seed": seed})
-    return out, fit
+    return _surrogates(x, bins, coords, n=n, seed=seed, deltas=deltas, kernel=kernel, resample=resample,
+                       batch_size=batch_size, refine=refine, max_swaps=max_swaps, return_fit=return_fit)
 
 
 def random_fields(coords, n_fields: int = 1, *, length_scale: float = 0.3, seed: int = 0) -> np.ndarray:
@@ -656,15 +639,16 @@ def random_fields(coords, n_fields: int = 1, *, length_scale: float = 0.3, seed:
     """
     n_fields = check_count(n_fields, "n_fields")
     check_seed(seed)
-    D = _distances(coords, None)
+    where = as_geometry(coords)
+    D = where.distances  # infinite between sections: independent fields per section
     if length_scale <= 0:
         raise ParameterError(f"length_scale must be positive, got {length_scale}")
-    scale = length_scale * np.median(D[D > 0])
+    scale = length_scale * np.median(where.pair_distances())
     chol = linalg.cholesky(np.exp(-D / scale) + 1e-8 * np.eye(len(D)), lower=True)
     return (chol @ np.random.default_rng(seed).standard_normal((len(D), int(n_fields)))).T
 
 
-_NULL_METHODS = ("naive", "spatial_lag", "moran", "moran_pair", "variogram")
+_NULL_METHODS = ("naive", "spatial_lag", "moran", "moran_pair", "variogram", "variogram_refined")
 
 
 def false_positive_rate(coords, methods=("naive", "spatial_lag", "moran_pair"), *, n_simulations: int = 100,
@@ -692,7 +676,7 @@ def false_positive_rate(coords, methods=("naive", "spatial_lag", "moran_pair"), 
     bad = [m for m in methods if m not in _NULL_METHODS]
     if bad:
         raise ParameterError(f"methods {bad} are not among {_NULL_METHODS}")
-    coords = _coords(coords)
+    coords = as_geometry(coords)
     fields = random_fields(coords, 2 * n_simulations, length_scale=length_scale, seed=seed)
     eig = moran_eigenvectors(coords) if any(m.startswith("moran") for m in methods) else None
     make = {
@@ -701,6 +685,7 @@ def false_positive_rate(coords, methods=("naive", "spatial_lag", "moran_pair"), 
         "moran": lambda x, i: moran(x, n_permutations=n_permutations, seed=i, eigenvectors=eig),
         "moran_pair": lambda x, i: moran(x, n_permutations=n_permutations, seed=i, eigenvectors=eig, procedure="pair"),
         "variogram": lambda x, i: variogram(x, coords, n_permutations=n_permutations, seed=i),
+        "variogram_refined": lambda x, i: variogram(x, coords, n_permutations=n_permutations, seed=i, refine=True),
     }
     rows = []
     with warnings.catch_warnings():  # the rate is what is being measured: no warning that it may be high

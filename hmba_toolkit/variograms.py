@@ -47,13 +47,12 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
 from ._checks import numeric_array
-from ._maps import labelled_map, surrogates_by_label
+from ._compat import warn_renamed
 from .errors import ParameterError, ParameterTypeError
-from .weights import _coords
+from .spatial.geometry import MAX_DENSE, Geometry, as_geometry
 
 __all__ = ["POOR_FIT_R2", "summarize_fits", "smoothed_variogram", "variogram_fit", "VariogramGeometry"]
 
@@ -121,32 +120,13 @@ def _kernel_weights(d: np.ndarray, dmax: np.ndarray, kernel: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- geometry
-def _as_points(coords, distances) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if (coords is None) == (distances is None):
-        raise ParameterError("give exactly one of coords (N, d) and distances (N, N)")
-    if distances is not None:
-        D = np.asarray(distances, dtype=float)
-        if D.ndim != 2 or D.shape[0] != D.shape[1]:
-            raise ParameterError(f"distances must be a square (N, N) matrix, got shape {D.shape}")
-        if not np.isfinite(D).all() or (D < 0).any():
-            raise ParameterError("distances has NaN, infinite or negative entries")
-        off = D[~np.eye(len(D), dtype=bool)]
-        if (off <= 0).any():
-            raise ParameterError("distances has zero distances between different locations (duplicated locations)")
-        return None, D
-    c = _coords(coords)
-    if len(np.unique(c, axis=0)) < len(c):
-        raise ParameterError("coords has duplicated locations; average the values of each location first")
-    return c, None
-
-
 @dataclass
 class VariogramGeometry:
-    """Precomputed pairs, fine distance bins and neighbour table of a set of locations.
+    """Precomputed pairs, fine distance bins and neighbour table of a set of locations, for given settings.
 
-    Build it once with :meth:`build` and reuse it for many maps on the same locations
-    (``nulls.variogram(..., geometry=g)``). ``sampled`` selects the pairs between ``ns`` random
-    sources and their ``knn`` nearest neighbours instead of all pairs.
+    :meth:`of` builds it from a :class:`~hmba_toolkit.spatial.Geometry` and caches it there, so passing the same
+    Geometry to many calls computes it once. ``sampled`` selects the pairs between ``ns`` random sources and
+    their ``knn`` nearest neighbours instead of all pairs. Pairs and neighbours stay within sections.
     """
 
     n: int
@@ -166,11 +146,28 @@ class VariogramGeometry:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, coords=None, *, distances=None, pv: float | None = None, nh: int = 25, bandwidth: float | None = None,
-              knn: int | None = None, sampled: bool | None = None, ns: int = 1000, seed: int = 0,
-              neighbours: bool = True) -> VariogramGeometry:
-        c, D = _as_points(coords, distances)
-        N = len(c) if c is not None else len(D)
+    def build(cls, coords=None, *, distances=None, **settings) -> VariogramGeometry:
+        """Deprecated: pass a :class:`hmba_toolkit.spatial.Geometry` (it caches these pairs and neighbours) instead."""
+        warn_renamed("VariogramGeometry.build(coords, ...)", "a spatial.Geometry passed as coords", "hmba_toolkit.variograms")
+        return cls.of(as_geometry(coords, distances=distances), **settings)
+
+    @classmethod
+    def of(cls, where: Geometry, *, pv: float | None = None, nh: int = 25, bandwidth: float | None = None,
+           knn: int | None = None, sampled: bool | None = None, ns: int = 1000, seed: int = 0,
+           neighbours: bool = True) -> VariogramGeometry:
+        """The variogram pairs and bins of a :class:`~hmba_toolkit.spatial.Geometry` for these settings, cached on it."""
+        key = ("variogram", pv, nh, bandwidth, knn, sampled, ns, seed, neighbours)
+        cache = where.__dict__.setdefault("_variogram_cache", {})
+        if key not in cache:
+            if len(cache) >= 3:  # a few settings at a time: the pairs can be large
+                cache.pop(next(iter(cache)))
+            cache[key] = cls._build(where, pv=pv, nh=nh, bandwidth=bandwidth, knn=knn, sampled=sampled, ns=ns, seed=seed,
+                                    neighbours=neighbours)
+        return cache[key]
+
+    @classmethod
+    def _build(cls, where: Geometry, *, pv, nh, bandwidth, knn, sampled, ns, seed, neighbours) -> VariogramGeometry:
+        N = where.n
         if N < 10:
             raise ParameterError(f"a variogram needs at least 10 locations, got {N}")
         if nh < 3:
@@ -181,13 +178,20 @@ class VariogramGeometry:
             pv = 70.0 if sampled else 25.0
         if not 0 < pv <= 100:
             raise ParameterError(f"pv must be a percentile in (0, 100], got {pv}")
+        default_knn = knn is None
         if knn is None:
             knn = min(N - 1, 1000) if sampled else N - 1
         if not 2 <= knn <= N - 1:
             raise ParameterError(f"knn must be between 2 and N - 1 = {N - 1}, got {knn}")
+        smallest = min(len(rows) for _, rows in where.sections())
+        if where.sectioned and default_knn:
+            knn = min(knn, smallest - 1)
+        if where.sectioned and knn >= smallest:
+            raise ParameterError(f"knn={knn} neighbours needs sections of more locations: the smallest has {smallest}")
         nbr = nbr_dist = None
         if neighbours or sampled:
-            nbr, nbr_dist = _neighbour_table(c, D, knn)
+            table = where.neighbors(knn)
+            nbr, nbr_dist = table.indices, table.distances
         if sampled:
             if not 1 <= ns <= N:
                 raise ParameterError(f"ns must be between 1 and N = {N}, got {ns}")
@@ -201,7 +205,7 @@ class VariogramGeometry:
             u = u[keep]
             lo, hi = float(nbr_dist.min()), dmax
         else:
-            pi, pj, u = _all_pairs_below(c, D, pv)
+            pi, pj, u = _all_pairs_below(where, pv)
             lo, hi = float(u.min()), float(u.max())
         if hi <= lo:
             raise ParameterError("all selected pair distances are equal; a variogram cannot be estimated")
@@ -249,43 +253,23 @@ class VariogramGeometry:
         return _knn_smooth(self.nbr, self.nbr_dist, k, _KERNELS.index(kernel), X)
 
 
-def _neighbour_table(c, D, K: int) -> tuple[np.ndarray, np.ndarray]:
-    N = len(c) if c is not None else len(D)
-    nbr = np.empty((N, K), dtype=np.int32)
-    dist = np.empty((N, K), dtype=np.float64 if N <= 6000 else np.float32)
-    step = max(1, int(2e7 // (K + 1)))  # bound the k-d tree's float64 + int64 output
-    tree = cKDTree(c) if c is not None else None
-    for s in range(0, N, step):
-        rows = np.arange(s, min(N, s + step))
-        if tree is not None:
-            d, j = tree.query(c[rows], k=K + 1)
-        else:
-            part = np.argpartition(D[rows], K, axis=1)[:, : K + 1]
-            dp = np.take_along_axis(D[rows], part, axis=1)
-            o = np.argsort(dp, axis=1, kind="stable")
-            j, d = np.take_along_axis(part, o, axis=1), np.take_along_axis(dp, o, axis=1)
-        # drop each row's own index (first, since locations are distinct)
-        self_first = j[:, 0] == rows
-        if not self_first.all():
-            raise ParameterError("could not exclude each location from its own neighbours (duplicated locations?)")
-        nbr[rows] = j[:, 1:]
-        dist[rows] = d[:, 1:]
-    return nbr, dist
-
-
-def _all_pairs_below(c, D, pv: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    N = len(c) if c is not None else len(D)
-    if c is not None:
-        if N > 20000:
-            raise ParameterError(f"all-pairs variograms need N <= 20000 locations, got {N}; use sampled=True")
+def _all_pairs_below(where: Geometry, pv: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of locations (in the same section) closer than the ``pv``-th percentile of their distances."""
+    if where.n > MAX_DENSE:
+        raise ParameterError(f"all-pairs variograms need N <= {MAX_DENSE} locations, got {where.n}; use sampled=True")
+    if where.coords is not None and not where.sectioned:
+        c = where.coords
         thr = float(np.percentile(pdist(c), pv))
-        pairs = cKDTree(c).query_pairs(thr, output_type="ndarray")
+        pairs = where.tree.query_pairs(thr, output_type="ndarray")
         pi, pj = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
         u = np.linalg.norm(c[pi] - c[pj], axis=1)
         keep = u <= thr
         return pi[keep], pj[keep], u[keep]
-    iu, ju = np.triu_indices(N, k=1)
+    D = where.distances
+    iu, ju = np.triu_indices(where.n, k=1)
     u = D[iu, ju]
+    same = np.isfinite(u)
+    iu, ju, u = iu[same], ju[same], u[same]
     thr = float(np.percentile(u, pv))
     keep = u <= thr
     return iu[keep].astype(np.int64), ju[keep].astype(np.int64), u[keep]
@@ -302,6 +286,170 @@ def _check_map(x, n: int | None = None, name: str = "x", finite: bool = True) ->
     return x
 
 
+# ------------------------------------------------------------------------------------ surrogates
+def _regress(t: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of G (nh, B): OLS of t on it; returns slope, intercept and residual sum of squares."""
+    gc = G - G.mean(axis=0)
+    tc = t - t.mean()
+    var = (gc**2).sum(axis=0)
+    beta = np.divide(gc.T @ tc, var, out=np.zeros(G.shape[1]), where=var > 0)
+    alpha = t.mean() - beta * G.mean(axis=0)
+    sse = ((t[:, None] - alpha - beta * G) ** 2).sum(axis=0)
+    return beta, alpha, sse
+
+
+@numba.njit(cache=True)
+def _swap_refine(v, gamma, t, ptr, nbr, pbin, fw, norm, swaps, target_sse):  # pragma: no cover - compiled
+    """Swap values between locations while a swap brings the variogram ``gamma`` of ``v`` closer to ``t``.
+
+    ``ptr``/``nbr``/``pbin``: each location's pairs (CSR: partner, fine bin); ``fw`` (nh, nbins) the kernel of the
+    fine bins, ``norm`` (nh,) its normaliser; ``swaps`` (m, 2) candidate location pairs. Updates ``v`` and ``gamma``
+    in place; returns the number of swaps accepted. Each candidate costs the pairs of its two locations.
+    """
+    nh = t.size
+    sse = 0.0
+    for h in range(nh):
+        sse += (gamma[h] - t[h]) ** 2
+    delta = np.empty(nh)
+    accepted = 0
+    for s in range(swaps.shape[0]):
+        if sse <= target_sse:
+            break
+        i = swaps[s, 0]
+        j = swaps[s, 1]
+        vi = v[i]
+        vj = v[j]
+        if i == j or vi == vj:
+            continue
+        for h in range(nh):
+            delta[h] = 0.0
+        for a, b, old, new in ((i, j, vi, vj), (j, i, vj, vi)):
+            for p in range(ptr[a], ptr[a + 1]):
+                m = nbr[p]
+                if m == b:  # the pair (i, j) keeps its difference
+                    continue
+                d = 0.5 * ((new - v[m]) ** 2 - (old - v[m]) ** 2)
+                q = pbin[p]
+                for h in range(nh):
+                    delta[h] += fw[h, q] * d
+        new_sse = 0.0
+        for h in range(nh):
+            new_sse += (gamma[h] + delta[h] / norm[h] - t[h]) ** 2
+        if new_sse < sse:
+            v[i] = vj
+            v[j] = vi
+            for h in range(nh):
+                gamma[h] += delta[h] / norm[h]
+            sse = new_sse
+            accepted += 1
+    return accepted
+
+
+def _pairs_by_location(bins: VariogramGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each location's variogram pairs, as CSR arrays (pointers, partners, fine bins)."""
+    a = np.concatenate([bins.pi, bins.pj])
+    b = np.concatenate([bins.pj, bins.pi])
+    q = np.concatenate([bins.pbin, bins.pbin])
+    order = np.argsort(a, kind="stable")
+    ptr = np.zeros(bins.n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(a, minlength=bins.n), out=ptr[1:])
+    return ptr, b[order].astype(np.int64), q[order].astype(np.int64)
+
+
+#: Variogram fit (r2) a surrogate is refined towards by value swaps (``nulls.variogram(..., refine=...)``).
+REFINE_R2 = 0.8
+
+
+def _surrogates(x: np.ndarray, bins: VariogramGeometry, where: Geometry | None, *, n: int, seed: int, deltas, kernel: str,
+                resample: bool, batch_size: int | None, refine, max_swaps: int, return_fit: bool):
+    """Variogram-matching surrogates of ``x`` (Burt et al. 2020), then, where their fit is poor, value swaps towards the
+    map's variogram (Deutsch and Journel 1998); the driver behind :func:`hmba_toolkit.nulls.variogram`."""
+    N = bins.n
+    if deltas is None:
+        deltas = (0.3, 0.5, 0.7, 0.9) if bins.sampled else tuple(np.round(np.arange(1, 10) / 10, 1))
+    deltas = np.asarray(deltas, dtype=float)
+    if deltas.ndim != 1 or deltas.size == 0 or (deltas <= 0).any() or (deltas > 1).any():
+        raise ParameterError(f"deltas must be fractions in (0, 1], got {deltas.tolist()}")
+    ks = np.unique(np.clip((deltas * bins.knn).astype(int), 2, bins.knn))
+    t = bins.variogram(x)[:, 0]
+    if batch_size is None:
+        batch_size = max(1, int(2e7 // N))
+    batch_size = int(min(max(1, batch_size), n))
+    sections = list(where.sections()) if where is not None and where.sectioned else [(None, np.arange(N))]
+    out = np.empty((n, N))
+    rows = []
+    for s0 in range(0, n, batch_size):
+        idx = np.arange(s0, min(n, s0 + batch_size))
+        B = idx.size
+        Xp = np.empty((N, B))
+        Z = np.empty((N, B))
+        for c, s in enumerate(idx):
+            rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1, int(s)]))
+            for _, rws in sections:  # a permutation within each section
+                Xp[rws, c] = x[rws[rng.permutation(rws.size)]]
+            Z[:, c] = rng.standard_normal(N)
+        best = np.full(B, np.inf)
+        Ybest = np.empty((N, B))
+        alpha = np.zeros(B)
+        beta = np.zeros(B)
+        kbest = np.zeros(B, dtype=int)
+        for k in ks:
+            Y = bins.smooth(Xp, int(k), kernel)
+            b_, a_, sse = _regress(t, bins.variogram(Y))
+            better = sse < best
+            best[better], beta[better], alpha[better], kbest[better] = sse[better], b_[better], a_[better], k
+            Ybest[:, better] = Y[:, better]
+        S = np.sqrt(np.abs(beta)) * Ybest + np.sqrt(np.abs(alpha)) * Z
+        if resample:
+            for _, rws in sections:
+                S[rws] = np.sort(x[rws])[np.argsort(np.argsort(S[rws], axis=0), axis=0)]
+        else:
+            S += x.mean() - S.mean(axis=0)
+        out[idx] = S.T
+        if return_fit:  # one more variogram per batch, only when the fit is asked for
+            rows.append(pd.DataFrame({"surrogate": idx, "k": kbest, "alpha": alpha, "beta": beta, "r2": _r2(t, bins.variogram(S))}))
+    refined = 0
+    if refine is True or (refine == "auto" and np.median(_r2(t, bins.variogram(out[: min(n, 100)].T))) < POOR_FIT_R2):
+        refined = _refine(out, t, bins, sections, seed=seed, max_swaps=max_swaps)
+    if not return_fit:
+        return out
+    fit = pd.concat(rows, ignore_index=True)
+    fit.attrs.update({"distance": bins.h, "target": t, "pairs": bins.info["pairs"], "sampled": bins.sampled, "knn": bins.knn,
+                      "deltas": deltas.tolist(), "seed": seed, "refined": refined})
+    return out, fit
+
+
+def _refine(out: np.ndarray, t: np.ndarray, bins: VariogramGeometry, sections, *, seed: int, max_swaps: int) -> int:
+    """Swap values within each surrogate (rows of ``out``, in place) until its variogram fit reaches
+    :data:`REFINE_R2` or ``max_swaps`` per location were tried; returns the surrogates that needed swaps."""
+    ptr, nbr, pbin = _pairs_by_location(bins)
+    norm = bins.fine_weights @ bins.fine_counts
+    sst = float(((t - t.mean()) ** 2).sum())
+    target_sse = (1.0 - REFINE_R2) * sst
+    gam = bins.variogram(out.T)
+    sizes = np.array([rws.size for _, rws in sections])
+    section_of = np.empty(bins.n, dtype=np.int64)
+    for c, (_, rws) in enumerate(sections):
+        section_of[rws] = c
+    members = np.concatenate([rws for _, rws in sections])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    m = int(max_swaps) * bins.n
+    touched = 0
+    for r in range(out.shape[0]):
+        if ((gam[:, r] - t) ** 2).sum() <= target_sse:
+            continue
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2, r]))
+        i = rng.integers(0, bins.n, m)
+        sec = section_of[i]
+        j = members[starts[sec] + (rng.random(m) * sizes[sec]).astype(np.int64)]
+        v = np.ascontiguousarray(out[r])
+        g = np.ascontiguousarray(gam[:, r])
+        _swap_refine(v, g, t, ptr, nbr, pbin, bins.fine_weights, norm, np.column_stack([i, j]), target_sse)
+        out[r] = v
+        touched += 1
+    return touched
+
+
 # --------------------------------------------------------------------------------------- public
 def smoothed_variogram(x, coords=None, *, distances=None, pv: float = 25.0, nh: int = 25,
                        bandwidth: float | None = None) -> pd.DataFrame:
@@ -311,8 +459,8 @@ def smoothed_variogram(x, coords=None, *, distances=None, pv: float = 25.0, nh: 
     ----------
     x : array, (N,) or (N, B)
         Map values (columns are maps).
-    coords : array, (N, d), optional
-        Positions; or give ``distances``, an (N, N) matrix.
+    coords : Geometry or array (N, d), optional
+        The locations (:class:`~hmba_toolkit.spatial.Geometry` or positions); or give ``distances``, (N, N).
     pv : float
         Only pairs closer than this percentile of all pair distances are used.
     nh : int
@@ -337,8 +485,8 @@ def smoothed_variogram(x, coords=None, *, distances=None, pv: float = 25.0, nh: 
     ----------
     Burt JB et al. (2020) NeuroImage 220:117038, Eq. 2-3.
     """
-    g = VariogramGeometry.build(coords, distances=distances, pv=pv, nh=nh, bandwidth=bandwidth, sampled=False,
-                                neighbours=False)
+    g = VariogramGeometry.of(as_geometry(coords, distances=distances), pv=pv, nh=nh, bandwidth=bandwidth, sampled=False,
+                             neighbours=False)
     X = numeric_array(x, "x")
     one = X.ndim == 1
     X = X[:, None] if one else X
@@ -373,8 +521,9 @@ def variogram_fit(x, surrogates, coords=None, *, distances=None, geometry: Vario
         The observed map.
     surrogates : array, (n, N)
         Surrogate maps, e.g. from :func:`hmba_toolkit.nulls.variogram`, ``spatial_lag`` or ``moran``.
-    coords, distances : array
-        Positions (N, d) or distances (N, N); or a prebuilt ``geometry``.
+    coords, distances
+        The locations: a :class:`~hmba_toolkit.spatial.Geometry`, positions (N, d) (a DataFrame indexed by label
+        for a labelled map) or distances (N, N). (``geometry``, a ``VariogramGeometry``, is deprecated.)
     pv, nh : float, int
         Variogram settings, as in :func:`smoothed_variogram`.
 
@@ -404,11 +553,15 @@ def variogram_fit(x, surrogates, coords=None, *, distances=None, geometry: Vario
     ----------
     Burt JB et al. (2020) NeuroImage 220:117038 (variogram matching).
     """
-    x, coords, labels = labelled_map(x, coords)
-    g = geometry if geometry is not None else VariogramGeometry.build(coords, distances=distances, pv=pv, nh=nh,
-                                                                        sampled=False, neighbours=False)
-    x = _check_map(x, g.n)
-    S = surrogates_by_label(surrogates, labels)
+    if geometry is not None:
+        warn_renamed("variogram_fit(..., geometry=VariogramGeometry)", "variogram_fit(x, surrogates, spatial.Geometry)",
+                     "hmba_toolkit.variograms")
+        g = geometry
+        x, S = _check_map(x, g.n), numeric_array(surrogates, "surrogates")
+    else:
+        where = as_geometry(coords, distances=distances, x=x)
+        g = VariogramGeometry.of(where, pv=pv, nh=nh, sampled=False, neighbours=False)
+        x, S = _check_map(where.values(x), g.n), where.surrogate_values(surrogates)
     if S.ndim != 2 or S.shape[1] != g.n:
         raise ParameterError(f"surrogates must be an (n, {g.n}) array, got shape {S.shape}")
     if not np.isfinite(S).all():

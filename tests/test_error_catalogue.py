@@ -140,7 +140,7 @@ def _cases(files):
                                                                          weights.knn_weights(coords, k=3)),
          HmbaToolkitError, r"NaN or infinite values in 1 column"),
         ("spatial-lag nulls without locations", lambda: nulls.spatial_lag(x, n_permutations=3), HmbaToolkitError,
-         r"needs the map's locations"),
+         r"the locations are needed: pass coords"),
         ("unionize no grid", lambda: mouse.unionize_genes({}), HmbaToolkitError, r"grids is empty"),
         ("StructureUnionize records of no gene", lambda: mouse.structure_unionizes([], experiments=[1], base_url=None),
          HmbaToolkitError, r"genes is empty"),
@@ -311,7 +311,7 @@ def _cases(files):
         ("fit summary of a list", lambda: variograms.summarize_fits(["a"]), ParameterTypeError,
          r"fits must be a \{null name: variogram_fit table\} mapping, not list"),
         ("Moran eigenvectors of duplicated locations", lambda: nulls.moran_eigenvectors(np.zeros((5, 2))), ParameterError,
-         r"coords holds 10 pair\(s\) of locations at distance 0"),
+         r"coords has 5 locations that share their coordinates with another \(duplicated locations"),
         # -- co-expression and cross-species ------------------------------------------------------------
         ("gene correlation of one gene string", lambda: coexpression.gene_correlation(_pbmc_like(), "G1"), ParameterTypeError,
          r"genes must be a list of names, not one string; use \['G1'\]"),
@@ -416,13 +416,32 @@ def _cases(files):
          ParameterError, r"section 'small' has 3 cells, too few for n_neighbors=6"),
         ("neighbourhoods with duplicated coordinates", lambda: spatial.neighborhood_enrichment(
             pd.DataFrame({"x": [0.0] * 2 + list(range(10)), "y": 0.0, "t": "a"}), "t"),
-         DataFormatError, r"cells: 3 cells share their coordinates with another cell \(duplicated locations"),
+         ParameterError, r"cells has 3 locations that share their coordinates with another \(duplicated locations"),
         ("neighbourhoods without the coordinate column", lambda: spatial.neighborhood_enrichment(
             pd.DataFrame({"x_slab_mm": [0.0], "y": [0.0], "t": ["a"]}), "t"),
          ParameterError, r"cells has no column 'x' \(x=\)"),
         ("a graph that does not match the cells", lambda: spatial.neighborhood_enrichment(
             pd.DataFrame({"x": np.arange(10.0), "y": 0.0, "t": "a"}), "t", graph=sp.eye(4)),
          ParameterError, r"graph is 4 x 4, cells has 10 rows"),
+        # -- one geometry: where the values are -------------------------------------------------------------
+        ("locations with NaN", lambda: spatial.Geometry(pd.DataFrame({"x": [0.0, np.nan, 2.0], "y": 0.0}, index=list("abc"))),
+         ParameterError, r"coords has 1 locations with NaN or infinite values \(e\.g\. \['b'\]\)"),
+        ("duplicated location labels", lambda: spatial.Geometry(np.arange(6.0).reshape(3, 2), labels=["a", "b", "a"]),
+         ParameterError, r"the location labels are duplicated, e\.g\. \['a'\]"),
+        ("an asymmetric distance matrix", lambda: spatial.Geometry(distances=np.triu(np.ones((3, 3)), 1)), ParameterError,
+         r"distances is not symmetric"),
+        ("a map on regions the geometry lacks", lambda: nulls.naive(pd.Series([1.0, 2.0], index=["a", "z"]),
+                                                                    spatial.Geometry(np.eye(3), labels=list("abc"))),
+         ParameterError, r"coords has no row for 1 locations of x, e\.g\. \['z'\]"),
+        ("surrogates on other regions", lambda: nulls.variogram_fit(
+            pd.Series(np.arange(12.0), index=list("abcdefghijkl")), pd.DataFrame(np.ones((2, 11)), columns=list("abcdefghijk")),
+            spatial.Geometry(np.random.default_rng(0).random((12, 2)), labels=list("abcdefghijkl"))),
+         ParameterError, r"surrogates has no column for 1 locations of coords, e\.g\. \['l'\]"),
+        ("a section with fewer locations than neighbours", lambda: weights.knn_weights(
+            spatial.Geometry(np.random.default_rng(0).random((12, 2)), sections=["a"] * 9 + ["b"] * 3), 4),
+         ParameterError, r"k=4 neighbours needs more locations: a section of coords has 3"),
+        ("a Geometry and distances both", lambda: nulls.spatial_lag(np.ones(3), spatial.Geometry(np.eye(3)), distances=np.ones((3, 3))),
+         ParameterError, r"coords is a Geometry: leave distances out"),
     ]
 
 
@@ -491,10 +510,10 @@ def _with_nan():
 
 
 def test_the_catalogue_is_large(files):
-    assert len(_cases(files)) >= 183
+    assert len(_cases(files)) >= 190
 
 
-@pytest.mark.parametrize("k", range(183))
+@pytest.mark.parametrize("k", range(190))
 def test_bad_input(files, k):
     cases = _cases(files)
     if k >= len(cases):

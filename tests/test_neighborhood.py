@@ -135,7 +135,7 @@ def test_co_occurrence_finds_a_patch_at_short_distance():
 @pytest.mark.parametrize("change, exc, pattern", [
     (lambda c: c.assign(x=np.where(np.arange(len(c)) == 3, np.nan, c["x"])), DataFormatError, r"1 cells with NaN or infinite coordinates in 'x'/'y'"),
     (lambda c: c.assign(x=np.where(np.arange(len(c)) == 3, c["x"].iat[4], c["x"]), y=np.where(np.arange(len(c)) == 3, c["y"].iat[4], c["y"])),
-     DataFormatError, r"cells share their coordinates with another cell"),
+     ParameterError, r"cells has 2 locations that share their coordinates with another \(duplicated locations, e\.g\. \[3, 4\]|cells has 2 locations that share"),
     (lambda c: c.assign(sec=np.where(np.arange(len(c)) < 4, "tiny", "big")), ParameterError,
      r"section 'tiny' has 4 cells, too few for n_neighbors=6"),
     (lambda c: c.drop(columns="t"), ParameterError, r"cells has no column 't' \(groupby=\)"),

@@ -10,8 +10,8 @@ from scipy import linalg
 
 from hmba_toolkit import nulls
 from hmba_toolkit.autocorrelation import morans_i
-from hmba_toolkit.errors import HmbaToolkitError
-from hmba_toolkit.variograms import VariogramGeometry
+from hmba_toolkit.errors import HmbaToolkitError, ParameterError
+from hmba_toolkit.spatial import Geometry
 from hmba_toolkit.weights import knn_weights, row_standardize
 
 
@@ -21,7 +21,7 @@ def _fpr(xy, frac, reps, seed, which):
     C = np.exp(-D / (frac * np.median(D[D > 0])))
     L = linalg.cholesky(C + 1e-8 * np.eye(len(xy)), lower=True)
     V = nulls.moran_eigenvectors(xy).eigenvectors
-    geom = VariogramGeometry.build(xy)
+    geom = Geometry(xy)
     hits = {k: 0 for k in which}
     for rep in range(reps):
         x, y = L @ rng.standard_normal(len(xy)), L @ rng.standard_normal(len(xy))
@@ -29,7 +29,7 @@ def _fpr(xy, frac, reps, seed, which):
             if k == "naive":
                 s = nulls.naive(x, n_permutations=300, seed=rep)
             elif k == "variogram":
-                s = nulls.variogram(x, n_permutations=300, seed=rep, geometry=geom)
+                s = nulls.variogram(x, geom, n_permutations=300, seed=rep)
             elif k == "moran":
                 with warnings.catch_warnings():  # its anti-conservative warning on strong maps: measured here instead
                     warnings.filterwarnings("ignore", message="nulls.moran:")
@@ -92,11 +92,11 @@ def test_sparse_spatial_lag_solves_the_dense_model():
     Wd /= Wd.sum(axis=1, keepdims=True)
     U = rng.standard_normal((600, 7))
     exact = linalg.solve(np.eye(600) - rho * Wd, U)
-    K = nulls._decay_kernel(xy, None, d0, knn=599, reach=40.0)  # nothing truncated
+    K = nulls._decay_kernel(Geometry(xy), d0, knn=599, reach=40.0)  # nothing truncated
     np.testing.assert_allclose(nulls._sar_solve(K, rho, U), exact, rtol=1e-5, atol=1e-6)
-    K6 = nulls._decay_kernel(xy, None, d0, knn=512)  # the default truncation: weights below exp(-6) dropped
+    K6 = nulls._decay_kernel(Geometry(xy), d0, knn=512)  # the default truncation: weights below exp(-6) dropped
     assert K6.nnz < K.nnz / 2 and abs(K6 - K6.T).max() == 0
-    from_distances = nulls._decay_kernel(None, D, d0, knn=512)
+    from_distances = nulls._decay_kernel(Geometry(distances=D), d0, knn=512)
     assert abs(from_distances - K6).max() < 1e-12
 
 
@@ -151,8 +151,9 @@ def test_moran_surrogates_of_a_strongly_autocorrelated_map_warn_that_they_are_an
 
 
 def test_a_labelled_map_keeps_its_labels_through_the_nulls():
-    """A map given as a Series orders the coordinates (a DataFrame, by label) and labels its surrogates, which the
-    variogram fit and the correlation test then align by label: a shuffled table changes nothing."""
+    """A map given as a Series picks its locations from the coordinates (a DataFrame, by label) and labels its
+    surrogates, which the variogram fit and the correlation test then align by label: a shuffled map or table changes
+    nothing, not even the surrogates (they follow the geometry's order, not the map's)."""
     import pandas as pd
 
     rng = np.random.default_rng(8)
@@ -164,7 +165,10 @@ def test_a_labelled_map_keeps_its_labels_through_the_nulls():
     assert isinstance(surr, pd.DataFrame) and list(surr.columns) == labels
     order = rng.permutation(60)
     shuffled = nulls.variogram(x.iloc[order], coords, n_permutations=40, seed=1)
-    assert list(shuffled.columns) == [labels[i] for i in order]
+    pd.testing.assert_frame_equal(shuffled, surr)
+    part = nulls.spatial_lag(x.iloc[order[:45]], coords, n_permutations=20, seed=2)  # a map on some of the regions
+    assert sorted(part.columns) == sorted(x.index[order[:45]])
+    pd.testing.assert_frame_equal(part, nulls.spatial_lag(x.iloc[order[:45]].sort_index(), coords, n_permutations=20, seed=2))
     fit = nulls.variogram_fit(x, surr, coords)
     fit_shuffled = nulls.variogram_fit(x.iloc[order], surr, coords.iloc[::-1])
     np.testing.assert_allclose(fit["r2"], fit_shuffled["r2"])
@@ -202,8 +206,9 @@ def test_correlation_tests_report_each_nulls_fit_when_given_the_locations():
     assert nulls.correlation_tests(x, table, surrogates).attrs["variogram_r2"] == {}
 
 
-def test_knn_weights_warn_when_locations_share_coordinates():
+def test_knn_weights_refuse_locations_that_share_coordinates():
     xy = np.random.default_rng(11).random((20, 2))
     xy[5] = xy[6]
-    with pytest.warns(UserWarning, match=r"knn_weights: 2 locations share their coordinates"):
+    with pytest.raises(ParameterError, match=r"coords has 2 locations that share their coordinates with another "
+                                             r"\(duplicated locations, e\.g\. \[5, 6\]\)"):
         knn_weights(xy, 3)

@@ -10,6 +10,7 @@ from scipy.spatial.distance import cdist
 from hmba_toolkit import nulls
 from hmba_toolkit.autocorrelation import morans_i
 from hmba_toolkit.errors import HmbaToolkitError
+from hmba_toolkit.spatial import Geometry
 from hmba_toolkit.variograms import VariogramGeometry, smoothed_variogram
 from hmba_toolkit.weights import knn_weights, row_standardize
 
@@ -49,7 +50,7 @@ def test_smoothed_variogram_matches_the_formula(n):
 
 def test_neighbour_smoothing_matches_a_dense_computation():
     xy, D, x = _field(300, seed=4)
-    g = VariogramGeometry.build(xy)
+    g = VariogramGeometry.of(Geometry(xy))
     X = np.c_[x, x**2]
     for k in (5, 40, 250):  # sparse numba path below 32 neighbours, dense above
         order = np.argsort(D, axis=1)[:, 1 : k + 1]
@@ -116,13 +117,13 @@ def test_fpr_of_variogram_nulls_on_a_3d_point_cloud():
     xyz = rng.random((200, 3))
     D = cdist(xyz, xyz)
     L = linalg.cholesky(np.exp(-D / (0.3 * np.median(D))) + 1e-8 * np.eye(200), lower=True)
-    geom = VariogramGeometry.build(xyz)
+    geom = Geometry(xyz)
     naive = var = 0
     reps = 100
     for rep in range(reps):
         x, y = L @ rng.standard_normal(200), L @ rng.standard_normal(200)
         naive += nulls.correlate(x, y, nulls.naive(x, n_permutations=200, seed=rep)).pvalue < 0.05
-        var += nulls.correlate(x, y, nulls.variogram(x, n_permutations=200, seed=rep, geometry=geom)).pvalue < 0.05
+        var += nulls.correlate(x, y, nulls.variogram(x, geom, n_permutations=200, seed=rep)).pvalue < 0.05
     assert naive / reps > 0.15, naive
     assert var / reps <= 0.08, var
 

@@ -46,9 +46,10 @@ import scipy.sparse as sp
 from .._arrays import zscore_rows
 from .._stats import bh_adjust
 from .._checks import numeric_array
-from .._maps import align_to, surrogates_by_label
+from .._maps import surrogates_by_label
 from .._compat import LegacyTuple, renamed_parameters, warn, warn_renamed
 from ..errors import NotFoundError, ParameterError, ParameterTypeError
+from ..spatial.geometry import as_geometry
 from .enrichment import ENRICHMENT_COLUMNS, _restrict
 
 __all__ = ["MapCorrelations", "MatchedSets", "map_enrichment_error_rates", "map_enrichment", "gene_map_correlations", "coexpression_matched_sets"]
@@ -312,6 +313,7 @@ def map_enrichment(
     min_size: int = 10,
     max_size: int = 200,
     alternative: str = "two-sided",
+    coords=None,
 ) -> pd.DataFrame:
     """Gene categories whose genes' expression follows a brain map, tested against a chosen null.
 
@@ -340,12 +342,17 @@ def map_enrichment(
         Category size limits, applied to the genes present in ``expression``.
     alternative : {"two-sided", "greater", "less"}
         Direction of the test on the category score.
+    coords : Geometry, DataFrame or array, optional
+        The regions' locations (a :class:`~hmba_toolkit.spatial.Geometry`, or centroids indexed by region or in the
+        order of ``expression``): with ``null="spatial"``, the surrogates' median variogram fit to the map is
+        reported in ``attrs["variogram_r2"]`` and a poor fit (below ``variograms.POOR_FIT_R2``) is warned, since
+        surrogates that do not keep the map's autocorrelation do not hold the false-positive rate.
 
     Returns
     -------
     DataFrame
         ``term, n_genes, n_overlap, statistic, effect, pvalue, padj, genes``, sorted by p-value;
-        ``attrs`` record the null, its size and the smallest attainable p-value.
+        ``attrs`` record the null, its size, the smallest attainable p-value and the surrogates' fit.
 
     Examples
     --------
@@ -375,6 +382,7 @@ def map_enrichment(
         raise ParameterError(f"n_permutations must be a positive number of random gene sets, got {n_permutations}")
     corr = gene_map_correlations(expression, brain_map, surrogates if null == "spatial" else None)
     r, rnull = corr.r, corr.null
+    fit_r2 = _surrogate_fit(expression, brain_map, surrogates, coords) if null == "spatial" and coords is not None else None
     genes = r.index
     sets, dropped = _restrict(gene_sets, set(map(str, genes)), min_size, max_size)
     names = list(sets)
@@ -433,8 +441,24 @@ def map_enrichment(
     out.attrs.update({"method": "map_enrichment", "null": null, "n_null": int(n_null), "alternative": alternative,
                       "genes_scored": int(len(genes)), "sets_tested": len(names), "sets_outside_size_limits": dropped,
                       "min_size": min_size, "max_size": max_size, "smallest_possible_pvalue": 1 / (n_null + 1),
-                      "seed": seed if null != "spatial" else None})
+                      "seed": seed if null != "spatial" else None, "variogram_r2": fit_r2})
     return out
+
+
+def _surrogate_fit(expression: pd.DataFrame, brain_map, surrogates, coords) -> float:
+    """Median variogram fit of the surrogates to the map over the regions of ``expression``, warned when poor."""
+    from ..variograms import POOR_FIT_R2, variogram_fit
+
+    where = as_geometry(coords)
+    if where.labels is not None:
+        where = where.subset(expression.index, "expression")
+    m = brain_map.loc[expression.index] if isinstance(brain_map, pd.Series) else brain_map
+    r2 = float(variogram_fit(numeric_array(m, "brain_map"), _aligned_surrogates(surrogates, brain_map, expression),
+                             where)["r2"].median())
+    if r2 < POOR_FIT_R2:
+        warn(f"map_enrichment: the surrogates fit the variogram of brain_map poorly (median r2 {r2:.2f} < {POOR_FIT_R2}): "
+             "the p-values are not calibrated for this map (try nulls.variogram(..., refine=True))")
+    return r2
 
 
 def map_enrichment_error_rates(
@@ -485,8 +509,9 @@ def map_enrichment_error_rates(
     if unknown:
         raise ParameterError(f"nulls {unknown} are not 'random_genes' or 'spatial'")
     maps = surrogates_by_label(random_maps, expression.index if isinstance(random_maps, pd.DataFrame) else None, "random_maps")
-    if isinstance(coords, pd.DataFrame) and expression.index.isin(coords.index).all():  # labelled: by label
-        coords = align_to(coords, expression.index, "coords", "expression")
+    where = as_geometry(coords)  # one geometry: the variogram pairs are computed once for all maps
+    if where.labels is not None:
+        where = where.subset(expression.index, "expression")
     if maps.ndim != 2 or maps.shape[1] != len(expression):
         raise ParameterError(f"random_maps must be (n_maps, {len(expression)}) over the regions of expression, got {maps.shape}")
     rows = []
@@ -496,7 +521,7 @@ def map_enrichment_error_rates(
                 res = map_enrichment(expression, m, gene_sets, null="random_genes", n_permutations=n_permutations,
                                      seed=seed + i, min_size=min_size, max_size=max_size)
             else:
-                surrogates = variogram(m, coords, n_permutations=n_permutations, seed=seed + i)
+                surrogates = variogram(m, where, n_permutations=n_permutations, seed=seed + i)
                 res = map_enrichment(expression, m, gene_sets, surrogates=surrogates, min_size=min_size, max_size=max_size)
             rows.append({"map": i, "null": null, "n_categories": len(res),
                          "fraction_p_below_alpha": float((res["pvalue"] < alpha).mean()) if len(res) else np.nan,

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
-from scipy.spatial import cKDTree
 
 from .._checks import check_column_name, check_count, check_seed
 from .._stats import bh_adjust
 from ..errors import DataFormatError, ParameterError, ParameterTypeError
+from .geometry import Geometry
 
 __all__ = ["neighborhood_graph", "neighborhood_enrichment", "co_occurrence", "NEIGHBORHOOD_COLUMNS", "MIN_EXPECTED"]
 
@@ -99,25 +99,14 @@ def neighborhood_graph(cells: pd.DataFrame, *, x: str = "x", y: str = "y", secti
 
 def _knn_graph(xy: np.ndarray, sections: np.ndarray, section_names: pd.Index | None, k: int,
                cell_labels: pd.Index) -> sp.csr_matrix:
-    n = len(xy)
-    cols = np.empty((n, k), dtype=np.int64)
-    for s in np.unique(sections):
-        rows = np.flatnonzero(sections == s)
-        where = f"section {section_names[s]!r}" if section_names is not None else "cells"
-        if rows.size <= k:
-            raise ParameterError(f"{where} has {rows.size} cells, too few for n_neighbors={k}: every cell needs {k} "
+    """The kNN graph of the cells within their sections, from their :class:`~hmba_toolkit.spatial.Geometry`."""
+    names = section_names[sections] if section_names is not None else None
+    for s, count in enumerate(np.bincount(sections)):
+        if 0 < count <= k:
+            where = f"section {section_names[s]!r}" if section_names is not None else "cells"
+            raise ParameterError(f"{where} has {count} cells, too few for n_neighbors={k}: every cell needs {k} "
                                  f"neighbours in its section (drop the section or lower n_neighbors)")
-        tree = cKDTree(xy[rows])
-        dist, idx = tree.query(xy[rows], k=k + 1)
-        if (dist[:, 1] == 0).any():
-            dup = int((dist[:, 1] == 0).sum())
-            raise DataFormatError(f"{where}: {dup} cells share their coordinates with another cell (duplicated "
-                                  f"locations, e.g. {list(cell_labels[rows[dist[:, 1] == 0]][:3])}): their neighbours are "
-                                  "ambiguous; drop the duplicates first")
-        # the query returns each point first (distance 0, no duplicates): drop that column
-        cols[rows] = rows[idx[:, 1:]]
-    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
-    return sp.csr_matrix((np.ones(n * k), cols.ravel(), indptr), shape=(n, n))
+    return Geometry(xy, labels=cell_labels, sections=names, name="cells").knn_graph(k)
 
 
 # ----------------------------------------------------------------------------- counts and exact moments
@@ -407,7 +396,7 @@ def co_occurrence(
     >>> bool(res.query("cluster_a == 'left' and cluster_b == 'left'")["ratio"].iloc[0] > 1.5)
     True
     """
-    xy, types, sections, _ = _cell_table(cells, groupby, x, y, section_key)
+    xy, types, sections, section_names = _cell_table(cells, groupby, x, y, section_key)
     edges = np.asarray(distances, dtype=float)
     if edges.ndim != 1 or edges.size == 0 or not np.isfinite(edges).all() or (edges <= 0).any() or (np.diff(edges) <= 0).any():
         raise ParameterError(f"distances must be positive, increasing distance bin edges, got {list(np.atleast_1d(edges))}")
@@ -415,17 +404,12 @@ def co_occurrence(
     names = list(types.categories)
     K = len(names)
     pair_counts = np.zeros((edges.size, K, K))
-    for s in np.unique(sections):
-        rows = np.flatnonzero(sections == s)
-        tree = cKDTree(xy[rows])
-        pairs = tree.query_pairs(edges[-1], output_type="ndarray")
-        if not len(pairs):
-            continue
-        d = np.linalg.norm(xy[rows][pairs[:, 0]] - xy[rows][pairs[:, 1]], axis=1)
-        bins = np.searchsorted(edges, d, side="left")
-        a, b = codes[rows][pairs[:, 0]], codes[rows][pairs[:, 1]]
-        for first, second in ((a, b), (b, a)):  # both directions of each unordered pair
-            np.add.at(pair_counts, (bins, first, second), 1.0)
+    names_of = section_names[sections] if section_names is not None else None
+    pairs = Geometry(xy, labels=cells.index, sections=names_of, name="cells").pairs_within(edges[-1])
+    bins = np.searchsorted(edges, pairs.distances, side="left")
+    a, b = codes[pairs.i], codes[pairs.j]
+    for first, second in ((a, b), (b, a)):  # both directions of each unordered pair
+        pair_counts += np.bincount((bins * K + first) * K + second, minlength=pair_counts.size).reshape(pair_counts.shape)
     overall = np.bincount(codes, minlength=K) / len(codes)
     with np.errstate(invalid="ignore", divide="ignore"):
         conditional = pair_counts / pair_counts.sum(axis=2, keepdims=True)
