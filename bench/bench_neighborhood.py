@@ -11,7 +11,8 @@ scattered, glia enriched at a white-matter border), a 6-nearest-neighbour graph 
 dependency of the toolkit) is given the very same graph in ``obsp["spatial_connectivities"]`` and the same labels,
 and estimates its z-scores with 1,000 permutations, ``n_jobs=1`` (it crashes with two on this machine). Printed:
 seconds of each, the ratio, and the Pearson correlation of the two z-scores over type pairs. ``--large N`` also runs
-the toolkit alone on N cells (5,400,000: the human spatial set) in a fresh process and reports time and peak memory.
+the toolkit alone on N cells (5,400,000: the human spatial set) in a fresh process and reports time and peak memory,
+then ``co_occurrence`` of the same cells within 25, 50 and 100 um (coordinates are in mm).
 """
 
 from __future__ import annotations
@@ -82,9 +83,13 @@ def run_large(n: int) -> dict:
             "from hmba_toolkit import spatial; cells = make_cells(int(sys.argv[1])); t = time.perf_counter(); "
             "res = spatial.neighborhood_enrichment(cells, 'Group', section_key='section'); s = time.perf_counter() - t; "
             "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
-            "print(s, hwm / 1e6, res.attrs['n_sections'])")
+            "t = time.perf_counter(); co = spatial.co_occurrence(cells, 'Group', section_key='section', "
+            "distances=(0.025, 0.05, 0.1)); c = time.perf_counter() - t; "
+            "hwm2 = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+            "print(s, hwm / 1e6, res.attrs['n_sections'], c, hwm2 / 1e6, int(co['n_pairs'].sum()))")
     out = subprocess.run([sys.executable, "-c", code, str(n)], check=True, capture_output=True, text=True).stdout.split()
-    return {"cells": n, "seconds": float(out[0]), "peak_rss_gb": float(out[1]), "sections": int(out[2])}
+    return {"cells": n, "seconds": float(out[0]), "peak_rss_gb": float(out[1]), "sections": int(out[2]),
+            "co_seconds": float(out[3]), "co_peak_rss_gb": float(out[4]), "co_pairs": int(out[5])}
 
 
 def main() -> None:
@@ -115,6 +120,8 @@ def main() -> None:
         big = run_large(args.large)
         print(f"toolkit alone: {big['cells']:,} cells in {big['sections']} sections: {big['seconds']:.1f} s, "
               f"peak memory {big['peak_rss_gb']:.2f} GB")
+        print(f"co_occurrence within 25/50/100 um on the same cells: {big['co_seconds']:.1f} s, "
+              f"{big['co_pairs']:,} ordered pairs counted, peak memory (the whole run) {big['co_peak_rss_gb']:.2f} GB")
 
 
 if __name__ == "__main__":

@@ -108,10 +108,10 @@ def main() -> None:
     parser.add_argument("--simulations", type=int, default=200)
     parser.add_argument("--surrogates", type=int, default=300)
     parser.add_argument("--strengths", default="0.001,0.05,0.1,0.2,0.3,0.5")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), help="the toolkit's nulls to run ('none': only the peer)")
     parser.add_argument("--brainsmash", help="a Python interpreter with brainsmash installed")
     args = parser.parse_args()
-    methods = args.methods.split(",")
+    methods = [m for m in args.methods.split(",") if m and m != "none"]  # "none": BrainSMASH alone
     rows = []
     for strength in map(float, args.strengths.split(",")):
         t = time.perf_counter()

@@ -32,8 +32,13 @@ from ._checks import check_count, check_seed, numeric_array, warn_constant_colum
 from ._stats import bh_adjust
 from ._compat import renamed_parameters
 from .errors import ParameterError
+from .spatial.geometry import Geometry
 
-__all__ = ["morans_i", "gearys_c", "AUTOCORRELATION_COLUMNS"]
+__all__ = ["morans_i", "gearys_c", "AUTOCORRELATION_COLUMNS", "DEFAULT_NEIGHBORS"]
+
+#: Neighbours per location of the weights built when ``W`` is a :class:`~hmba_toolkit.spatial.Geometry` (squidpy's
+#: default for generic coordinates).
+DEFAULT_NEIGHBORS = 6
 
 AUTOCORRELATION_COLUMNS = ["gene", "statistic", "expected", "z_norm", "pvalue_norm", "z_rand", "pvalue_rand", "pvalue_perm",
                            "pvalue", "padj"]
@@ -42,6 +47,8 @@ AUTOCORRELATION_COLUMNS = ["gene", "statistic", "expected", "z_norm", "pvalue_no
 def _prepare(X, W, genes, n_permutations=0, seed=0):
     check_count(n_permutations, "n_permutations", minimum=0, what="(0 skips the permutation test)")
     check_seed(seed)
+    if isinstance(W, Geometry):  # the locations: their kNN weights within sections, row-standardised
+        W = sp.diags(np.full(W.n, 1.0 / DEFAULT_NEIGHBORS)) @ W.knn_graph(DEFAULT_NEIGHBORS)
     W = sp.csr_matrix(W, dtype=float)
     if W.shape[0] != W.shape[1]:
         raise ParameterError(f"W must be square, got {W.shape}")
@@ -127,7 +134,9 @@ def morans_i(X, W, genes: Sequence[str] | None = None, *, n_permutations: int = 
     X
         Locations x genes (dense or sparse), or one map (1-D).
     W
-        n x n spatial weights (see :mod:`hmba_toolkit.weights`), row-standardized or not.
+        n x n spatial weights (see :mod:`hmba_toolkit.weights`), row-standardized or not; or the locations as a
+        :class:`~hmba_toolkit.spatial.Geometry`, for the row-standardised weights of each location's
+        :data:`DEFAULT_NEIGHBORS` nearest neighbours within its section.
     genes
         Column names (default ``x0, x1, ...``).
     n_permutations

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmba_toolkit import coexpression, gsea, nulls, variograms, weights
+from hmba_toolkit import autocorrelation, coexpression, gsea, nulls, variograms, weights
 from hmba_toolkit.errors import HmbaToolkitError, ParameterError
 from hmba_toolkit.spatial import Geometry, as_geometry
 
@@ -68,6 +68,9 @@ def test_sections_are_never_mixed():
             np.testing.assert_allclose(np.sort(surrogates[:, rows], axis=1), np.tile(np.sort(x[rows]), (10, 1)))
     with pytest.raises(ParameterError, match="sectioned Geometry"):
         nulls.moran_eigenvectors(g)
+    moran = autocorrelation.morans_i(x, g)  # the geometry as weights: 6 neighbours within sections, row-standardised
+    assert moran["statistic"].iat[0] == pytest.approx(
+        autocorrelation.morans_i(x, weights.row_standardize(weights.knn_weights(g, 6)))["statistic"].iat[0])
 
 
 def test_surrogates_follow_a_variogram_that_dips_and_rises_again():

@@ -326,7 +326,7 @@ class Geometry:
         """The geometry of some locations: by label (when labelled) or by position, in the order given; an error
         names the labels missing and ``what`` asked for them."""
         which = pd.Index(which)
-        if self.labels is not None and not (which.dtype.kind in "iu" and not self.labels.dtype.kind in "iu"):
+        if self.labels is not None and not (which.dtype.kind in "iu" and self.labels.dtype.kind not in "iu"):
             missing = which.difference(self.labels)
             if len(missing):
                 raise ParameterError(f"{self.name} has no row for {len(missing)} locations of {what}, e.g. {list(missing[:5])}")
@@ -337,6 +337,16 @@ class Geometry:
                 raise ParameterError(f"positions out of range for {self.n} locations")
         if np.array_equal(pos, np.arange(self.n)):
             return self
+        key = pos.tobytes()
+        cache = self.__dict__.setdefault("_subsets", {})
+        if key in cache:  # the same map's locations again: reuse its distances, neighbours and variogram pairs
+            return cache[key]
+        if len(cache) >= 4:
+            cache.pop(next(iter(cache)))
+        cache[key] = g = self._take(pos)
+        return g
+
+    def _take(self, pos: np.ndarray) -> Geometry:
         g = object.__new__(Geometry)
         g.name, g.n = self.name, pos.size
         g._coords = None if self._coords is None else self._coords[pos]

@@ -379,7 +379,7 @@ def co_occurrence(
     ----------
     distances
         Upper edges of the distance bins, in the coordinates' unit, increasing. Memory grows with the number of
-        cell pairs closer than the largest distance.
+        cell pairs of one section closer than the largest distance (sections are counted one at a time).
 
     Returns
     -------
@@ -405,11 +405,13 @@ def co_occurrence(
     K = len(names)
     pair_counts = np.zeros((edges.size, K, K))
     names_of = section_names[sections] if section_names is not None else None
-    pairs = Geometry(xy, labels=cells.index, sections=names_of, name="cells").pairs_within(edges[-1])
-    bins = np.searchsorted(edges, pairs.distances, side="left")
-    a, b = codes[pairs.i], codes[pairs.j]
-    for first, second in ((a, b), (b, a)):  # both directions of each unordered pair
-        pair_counts += np.bincount((bins * K + first) * K + second, minlength=pair_counts.size).reshape(pair_counts.shape)
+    where = Geometry(xy, labels=cells.index, sections=names_of, name="cells")
+    for _, rows in where.sections():  # one section's pairs at a time: memory follows the largest section
+        pairs = where.subset(rows).pairs_within(edges[-1])
+        bins = np.searchsorted(edges, pairs.distances, side="left")
+        a, b = codes[rows[pairs.i]], codes[rows[pairs.j]]
+        for first, second in ((a, b), (b, a)):  # both directions of each unordered pair
+            pair_counts += np.bincount((bins * K + first) * K + second, minlength=pair_counts.size).reshape(pair_counts.shape)
     overall = np.bincount(codes, minlength=K) / len(codes)
     with np.errstate(invalid="ignore", divide="ignore"):
         conditional = pair_counts / pair_counts.sum(axis=2, keepdims=True)
