@@ -50,7 +50,7 @@ import pandas as pd
 from scipy.spatial.distance import pdist
 
 from ._checks import numeric_array
-from ._compat import warn_renamed
+from ._compat import warn, warn_renamed
 from .errors import ParameterError, ParameterTypeError
 from .spatial.geometry import MAX_DENSE, Geometry, as_geometry
 
@@ -356,6 +356,10 @@ def _pairs_by_location(bins: VariogramGeometry) -> tuple[np.ndarray, np.ndarray,
     return ptr, b[order].astype(np.int64), q[order].astype(np.int64)
 
 
+#: The sampled variant warns when the map's semivariance at the largest distance it fits is below this share of the
+#: map's variance: the map's autocorrelation reaches beyond the neighbourhoods the surrogates are smoothed over.
+SAMPLED_SILL_SHARE = 0.9
+
 #: Variogram fit (r2) a surrogate is refined towards by value swaps (``nulls.variogram(..., refine=...)``).
 REFINE_R2 = 0.8
 
@@ -372,6 +376,11 @@ def _surrogates(x: np.ndarray, bins: VariogramGeometry, where: Geometry | None, 
         raise ParameterError(f"deltas must be fractions in (0, 1], got {deltas.tolist()}")
     ks = np.unique(np.clip((deltas * bins.knn).astype(int), 2, bins.knn))
     t = bins.variogram(x)[:, 0]
+    if bins.sampled and t[-1] < SAMPLED_SILL_SHARE * x.var():
+        warn(f"nulls.variogram: the map is still correlated at the largest distance the sampled variogram sees (its "
+             f"semivariance there is {t[-1] / x.var():.0%} of its variance): surrogates smoothed over knn={bins.knn} "
+             "neighbours miss its longer-range structure and are anti-conservative (false-positive rate 0.16 measured "
+             "at 10,000 points); pass a larger knn, or parcellate the map")
     if batch_size is None:
         batch_size = max(1, int(2e7 // N))
     batch_size = int(min(max(1, batch_size), n))

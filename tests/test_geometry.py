@@ -149,3 +149,19 @@ def test_bad_locations_get_an_error_naming_the_argument(call, message):
     coords, _ = _regions()
     with pytest.raises(HmbaToolkitError, match=message):
         call(coords)
+
+
+def test_large_map_approximations_warn_when_the_map_outreaches_them():
+    """The sampled variogram and the sparse spatial-lag kernel see only each location's knn neighbours; a map
+    correlated beyond them gets anti-conservative surrogates (measured at 10,000 points, bench/README.md): warned."""
+    rng = np.random.default_rng(9)
+    xy = rng.random((2000, 2))
+    g = Geometry(xy)
+    smooth, noise = np.sin(3 * xy[:, 0]) + 0.1 * rng.standard_normal(2000), rng.standard_normal(2000)
+    with pytest.warns(UserWarning, match="still correlated at the largest distance the sampled variogram sees"):
+        nulls.variogram(smooth, g, n_permutations=5, sampled=True, knn=100, ns=200)
+    with pytest.warns(UserWarning, match="sparse kernel truncates"):
+        nulls.spatial_lag(smooth, g, n_permutations=5, method="sparse", knn=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nulls.variogram(noise, g, n_permutations=5, sampled=True, knn=100, ns=200)

@@ -121,7 +121,7 @@ def test_stated_runtime_and_memory_are_the_measured_ones(path):
 #: Each prerequisite is the notebook's one data call; the copied cell then needs nothing else.
 COPIED_CELLS = [
     ("04_differential_expression.ipynb", ["raw = cache.read_expression"], "pb = pseudobulk("),
-    ("07_spatial_genes_coexpression.ipynb", ["expr = cache.read_expression"], "pts = xy[striatum]"),
+    ("07_spatial_genes_coexpression.ipynb", ["expr = cache.read_expression"], "striatal = spatial.Geometry("),
     ("09_brain_map_gene_enrichment.ipynb", ["result = process("], "surrogates = {"),
     ("10_mouse_whole_brain_ish.ipynb", ["grid = read_gene_ish_grid("], "per_structure = mouse.unionize("),
     ("06_spatial_slabs_taxonomy.ipynb", ["cells = cache.cell_table("], "assigned = assign_cells_by_plane("),
