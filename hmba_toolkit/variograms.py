@@ -257,14 +257,12 @@ def _all_pairs_below(where: Geometry, pv: float) -> tuple[np.ndarray, np.ndarray
     """The pairs of locations (in the same section) closer than the ``pv``-th percentile of their distances."""
     if where.n > MAX_DENSE:
         raise ParameterError(f"all-pairs variograms need N <= {MAX_DENSE} locations, got {where.n}; use sampled=True")
-    if where.coords is not None and not where.sectioned:
+    if where.coords is not None:  # no N x N matrix: the pair distances of each section, then a k-d tree query
         c = where.coords
-        thr = float(np.percentile(pdist(c), pv))
-        pairs = where.tree.query_pairs(thr, output_type="ndarray")
-        pi, pj = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-        u = np.linalg.norm(c[pi] - c[pj], axis=1)
-        keep = u <= thr
-        return pi[keep], pj[keep], u[keep]
+        thr = float(np.percentile(np.concatenate([pdist(c[rows]) for _, rows in where.sections()]), pv))
+        pairs = where.pairs_within(thr)
+        keep = pairs.distances <= thr
+        return pairs.i[keep], pairs.j[keep], pairs.distances[keep]
     D = where.distances
     iu, ju = np.triu_indices(where.n, k=1)
     u = D[iu, ju]
