@@ -11,7 +11,7 @@ import pandas as pd
 from ._checks import numeric_array
 from .errors import ParameterError
 
-__all__ = ["surrogates_by_label", "align_to"]
+__all__ = ["surrogates_by_label", "labelled_surrogates", "align_to"]
 
 
 def align_to(table: pd.DataFrame | pd.Series, labels: pd.Index, what: str, name: str = "x"):
@@ -22,11 +22,19 @@ def align_to(table: pd.DataFrame | pd.Series, labels: pd.Index, what: str, name:
     return table.loc[labels]
 
 
-def surrogates_by_label(surrogates, labels: pd.Index | None, name: str = "surrogates") -> np.ndarray:
-    """Surrogate maps as an (n, N) array in the order of ``labels``: a DataFrame by its column labels, an array as is."""
+def surrogates_by_label(surrogates, labels: pd.Index | None, name: str = "surrogates", of: str = "the map") -> np.ndarray:
+    """Surrogate maps as an (n, N) array in the order of ``labels`` (those of ``of``): a DataFrame by its column labels,
+    an array as is."""
     if isinstance(surrogates, pd.DataFrame) and labels is not None:
         missing = labels.difference(surrogates.columns)
         if len(missing):
-            raise ParameterError(f"{name} has no column for {len(missing)} locations of the map, e.g. {list(missing[:5])}")
+            raise ParameterError(f"{name} has no column for {len(missing)} locations of {of}, e.g. {list(missing[:5])}")
         surrogates = surrogates.loc[:, labels]
     return numeric_array(surrogates, name)
+
+
+def labelled_surrogates(surrogates: np.ndarray, labels: pd.Index | None):
+    """Surrogate maps (n, N) as a DataFrame with the map's labels as columns (unchanged without labels)."""
+    if labels is None:
+        return surrogates
+    return pd.DataFrame(surrogates, columns=labels, index=pd.RangeIndex(len(surrogates), name="surrogate"))

@@ -88,7 +88,7 @@ from scipy import linalg, optimize, stats
 
 from ._arrays import canonical_signs, zscore_rows
 from ._checks import check_count, check_seed, numeric_array
-from ._maps import align_to, surrogates_by_label
+from ._maps import align_to, labelled_surrogates, surrogates_by_label
 from ._compat import LegacyTuple, renamed_parameters, warn, warn_renamed
 from .errors import NotFoundError, ParameterError
 from .spatial.geometry import Geometry, as_geometry
@@ -111,9 +111,7 @@ def _index_aware(null=None, *, required: bool = True):
         where = as_geometry(coords, distances=distances, x=x, required=required)
         if where is None:
             labels = x.index if isinstance(x, pd.Series) else None
-            out = null(x if labels is None else numeric_array(x, "x"), None, *args, **kwargs)
-            return out if labels is None else pd.DataFrame(out, columns=labels,
-                                                           index=pd.RangeIndex(len(out), name="surrogate"))
+            return labelled_surrogates(null(x if labels is None else numeric_array(x, "x"), None, *args, **kwargs), labels)
         out = null(where.values(x), where, *args, **kwargs)
         if isinstance(out, tuple):  # variogram(..., return_fit=True)
             return (where.labelled(out[0]), *out[1:])
@@ -409,7 +407,7 @@ def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, di
         if not 2 <= knn < N:
             raise ParameterError(f"knn must be between 2 and N - 1 = {N - 1}, got {knn}")
         if rho is None or d0 is None:
-            if where.sectioned and max(rows.size for _, rows in where.sections()) <= fit_sample:
+            if where.sectioned and where.section_sizes.max() <= fit_sample:
                 f_rho, f_d0 = _sar_fit(x, where)  # sections small enough for the exact fit, block by block
             else:
                 sub = np.sort(np.random.default_rng([seed, 17]).choice(N, size=min(N, fit_sample), replace=False))
@@ -417,7 +415,7 @@ def spatial_lag(x, coords=None, *, n_permutations: int = 1000, seed: int = 0, di
             rho = f_rho if rho is None else rho
             d0 = f_d0 if d0 is None else d0
         K = _decay_kernel(where, d0, knn)
-        reach = where.neighbors(min(knn, min(r.size for _, r in where.sections()) - 1)).distances[:, -1]
+        reach = where.neighbors(knn).distances[:, -1]  # the table _decay_kernel used (cached)
         cut = float(np.mean(reach < 6.0 * d0))
         if cut > 0.5:
             warn(f"nulls.spatial_lag: the fitted decay (d0 = {d0:.3g}) reaches beyond the knn={knn} nearest neighbours "

@@ -183,7 +183,7 @@ class VariogramGeometry:
             knn = min(N - 1, 1000) if sampled else N - 1
         if not 2 <= knn <= N - 1:
             raise ParameterError(f"knn must be between 2 and N - 1 = {N - 1}, got {knn}")
-        smallest = min(len(rows) for _, rows in where.sections())
+        smallest = int(where.section_sizes.min())
         if where.sectioned and default_knn:
             knn = min(knn, smallest - 1)
         if where.sectioned and knn >= smallest:

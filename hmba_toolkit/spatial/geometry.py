@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._checks import check_count, numeric_array
+from .._maps import labelled_surrogates, surrogates_by_label
 from ..errors import ParameterError, ParameterTypeError
 
 __all__ = ["Geometry", "Neighbors", "Pairs", "as_geometry"]
@@ -215,6 +216,11 @@ class Geometry:
             parts.append("labelled")
         return f"Geometry({', '.join(parts)})"
 
+    @property
+    def section_sizes(self) -> np.ndarray:
+        """The number of locations of each section (one entry without sections)."""
+        return np.bincount(self.section_codes)
+
     def sections(self):
         """Positions of the locations of each section: an iterator of ``(section name or None, positions)``."""
         if self.section_names is None:
@@ -255,11 +261,18 @@ class Geometry:
         return self._tree
 
     # ------------------------------------------------------------------ neighbours
+    def _section_tree(self, rows: np.ndarray) -> cKDTree | None:
+        """The k-d tree of one section's locations (the whole set's cached tree without sections; None for a geometry
+        given by distances)."""
+        if self._coords is None:
+            return None
+        return cKDTree(self._coords[rows]) if self.sectioned else self.tree
+
     def neighbors(self, k: int) -> Neighbors:
         """Each location's ``k`` nearest other locations within its section, nearest first (cached for the largest
         ``k`` asked; memory ``12 N k`` bytes, in chunks of the k-d tree's output)."""
         k = check_count(k, "k")
-        smallest = min(len(rows) for _, rows in self.sections())
+        smallest = int(self.section_sizes.min())
         if k >= smallest:
             where = "a section of" if self.sectioned else ""
             raise ParameterError(f"k={k} neighbours needs more locations: {where} {self.name} has {smallest} (k must be "
@@ -276,8 +289,7 @@ class Geometry:
         dist = np.empty((self.n, k), dtype=np.float64 if self.n <= 6000 else np.float32)
         step = max(1, int(2e7 // (k + 1)))  # bound the k-d tree's float64 + int64 output
         for _, rows in self.sections():
-            tree = cKDTree(self._coords[rows]) if self._coords is not None and self.sectioned else (
-                self.tree if self._coords is not None else None)
+            tree = self._section_tree(rows)
             for s in range(0, rows.size, step):
                 part = rows[s:s + step]
                 if tree is not None:
@@ -301,8 +313,7 @@ class Geometry:
         parts = []
         for _, rows in self.sections():
             if self._coords is not None:
-                tree = cKDTree(self._coords[rows]) if self.sectioned else self.tree
-                p = tree.query_pairs(radius, output_type="ndarray")
+                p = self._section_tree(rows).query_pairs(radius, output_type="ndarray")
                 i, j = rows[p[:, 0]], rows[p[:, 1]]
                 d = np.linalg.norm(self._coords[i] - self._coords[j], axis=1)
             else:
@@ -325,16 +336,23 @@ class Geometry:
     def subset(self, which, what: str = "the map") -> Geometry:
         """The geometry of some locations: by label (when labelled) or by position, in the order given; an error
         names the labels missing and ``what`` asked for them."""
+        return self._at(self._positions(which, what))
+
+    def _positions(self, which, what: str) -> np.ndarray:
+        """Positions of ``which``: labels of a labelled geometry (integers too, when the labels are), else positions."""
         which = pd.Index(which)
         if self.labels is not None and not (which.dtype.kind in "iu" and self.labels.dtype.kind not in "iu"):
             missing = which.difference(self.labels)
             if len(missing):
                 raise ParameterError(f"{self.name} has no row for {len(missing)} locations of {what}, e.g. {list(missing[:5])}")
-            pos = self.labels.get_indexer(which)
-        else:
-            pos = np.asarray(which, dtype=np.int64)
-            if pos.size and (pos.min() < -self.n or pos.max() >= self.n):
-                raise ParameterError(f"positions out of range for {self.n} locations")
+            return self.labels.get_indexer(which)
+        pos = np.asarray(which, dtype=np.int64)
+        if pos.size and (pos.min() < -self.n or pos.max() >= self.n):
+            raise ParameterError(f"positions out of range for {self.n} locations")
+        return pos
+
+    def _at(self, pos: np.ndarray) -> Geometry:
+        """The geometry of the locations at ``pos`` (itself for all of them in order), cached for a few subsets."""
         if np.array_equal(pos, np.arange(self.n)):
             return self
         key = pos.tobytes()
@@ -374,11 +392,8 @@ class Geometry:
             g = copy.copy(self)  # shares the cached distances, tree and neighbours
             g.labels = x.index
             return g
-        missing = x.index.difference(self.labels)
-        if len(missing):
-            raise ParameterError(f"{self.name} has no row for {len(missing)} locations of {name}, e.g. {list(missing[:5])}")
         # the geometry's own order, whatever the map's: surrogates do not depend on how the map was sorted
-        return self.subset(self.labels[self.labels.isin(x.index)], name)
+        return self._at(np.sort(self._positions(x.index, name)))
 
     def values(self, x, name: str = "x") -> np.ndarray:
         """Map ``x`` as a float array in this geometry's order (a Series by label, an array by position)."""
@@ -397,13 +412,7 @@ class Geometry:
 
     def surrogate_values(self, surrogates, name: str = "surrogates") -> np.ndarray:
         """Surrogate maps as an (n, N) array in this geometry's order (a DataFrame by its column labels)."""
-        if isinstance(surrogates, pd.DataFrame) and self.labels is not None:
-            missing = self.labels.difference(surrogates.columns)
-            if len(missing):
-                raise ParameterError(f"{name} has no column for {len(missing)} locations of {self.name}, e.g. "
-                                     f"{list(missing[:5])}")
-            surrogates = surrogates.loc[:, self.labels]
-        S = numeric_array(surrogates, name)
+        S = surrogates_by_label(surrogates, self.labels, name, of=self.name)
         if S.ndim != 2 or S.shape[1] != self.n:
             raise ParameterError(f"{name} must be an (n, {self.n}) array of maps on the locations of {self.name}, got "
                                  f"shape {S.shape}")
@@ -411,9 +420,7 @@ class Geometry:
 
     def labelled(self, surrogates: np.ndarray):
         """Surrogate maps (n, N) as a DataFrame with this geometry's labels as columns (an array when unlabelled)."""
-        if self.labels is None:
-            return surrogates
-        return pd.DataFrame(surrogates, columns=self.labels, index=pd.RangeIndex(len(surrogates), name="surrogate"))
+        return labelled_surrogates(surrogates, self.labels)
 
 
 def as_geometry(coords=None, *, distances=None, x=None, name: str = "coords", required: bool = True) -> Geometry | None:
