@@ -371,3 +371,71 @@ def test_results_ignore_gene_order_and_whether_the_query_is_a_file(allen_stats, 
     pd.testing.assert_frame_equal(again, base)
     other = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=10, seed=1).assignments
     assert not other["Cluster_bootstrapping_probability"].equals(base["Cluster_bootstrapping_probability"])
+
+
+# ---- HANN -----------------------------------------------------------------------------------------------------------
+def test_hann_descents_vote_for_leaves_and_agree_with_the_hierarchical_vote(golden, allen_stats, allen_lookup, query):
+    hann = mapping.map_cells(query, allen_stats, allen_lookup, algorithm="hann", bootstrap_iteration=30, seed=5)
+    hier = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_iteration=30, seed=5)
+    allen = _allen(golden, "hier_boot")
+    a = hann.assignments.loc[allen.index]
+    for level in LEVELS:
+        # the same marker draws, voted on per descent instead of per node: Allen's labels as often as the vote finds them
+        ours = (a[f"{level}_label"] == allen[f"{level}_label"]).mean()
+        theirs = (hier.assignments.loc[allen.index, f"{level}_label"] == allen[f"{level}_label"]).mean()
+        assert ours >= theirs - 0.02, (level, ours, theirs)
+    votes = hann.leaf_votes
+    per_cell = votes.groupby("cell_id")["votes"].sum()
+    assert (per_cell <= 30).all() and per_cell.median() == 30
+    # the leaf assigned is (chosen top-down) nearly always the one most descents ended in, and its probability is its
+    # share of the descents
+    top = votes.sort_values(["cell_id", "votes", "correlation"], ascending=[True, False, False]).drop_duplicates("cell_id")
+    top = top.set_index("cell_id").loc[hann.assignments.index]
+    assert (top["cluster"] == hann.assignments["Cluster_label"]).mean() > 0.99
+    chosen = votes.set_index(["cell_id", "cluster"])["votes"].reindex(
+        list(zip(hann.assignments.index, hann.assignments["Cluster_label"]))).fillna(0).to_numpy()
+    assert np.allclose(chosen / 30, hann.assignments["Cluster_bootstrapping_probability"])
+    # every level is the ancestor of the leaf, and a level's probability never falls below the level beneath
+    tree = allen_stats.tree
+    for cell, row in hann.assignments.head(200).iterrows():
+        up = tree.ancestors(row["Cluster_label"])
+        assert all(row[f"{lv}_label"] == up[lv] for lv in LEVELS)
+        p = [row[f"{lv}_bootstrapping_probability"] for lv in LEVELS]
+        assert p[0] >= p[1] >= p[2]
+    assert hann.algorithm == "hann"
+
+
+def test_hann_results_ignore_cell_order_and_chunking(allen_stats, allen_lookup, query):
+    base = mapping.map_cells(query, allen_stats, allen_lookup, algorithm="hann", bootstrap_iteration=10)
+    order = np.random.default_rng(4).permutation(query.n_obs)
+    other = mapping.map_cells(query[order].copy(), allen_stats, allen_lookup, algorithm="hann", bootstrap_iteration=10,
+                              chunk_size=113)
+    pd.testing.assert_frame_equal(other.assignments.loc[base.assignments.index], base.assignments, check_exact=False,
+                                  rtol=1e-5, atol=1e-6)
+    key = ["cell_id", "cluster"]
+    a = base.leaf_votes.sort_values(key).reset_index(drop=True)
+    b = other.leaf_votes.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-6)
+
+
+def test_hann_is_refused_where_it_means_nothing(allen_stats, allen_lookup, query, golden, tmp_path):
+    with pytest.raises(ParameterError, match="flatten"):
+        mapping.map_cells(query, allen_stats, allen_lookup, algorithm="hann", flatten=True)
+    with pytest.raises(ParameterError, match="'nearest'"):
+        mapping.map_cells(query, allen_stats, allen_lookup, algorithm="nearest")
+    result = mapping.map_cells(query[:50].copy(), allen_stats, allen_lookup, algorithm="hann", bootstrap_iteration=5)
+    result.to_csv(tmp_path / "h.csv")
+    assert "# algorithm: 'hann'; codebase: " in (tmp_path / "h.csv").read_text()
+
+
+def test_hann_from_the_command_line(golden, tmp_path):
+    run = [sys.executable, "-m", "hmba_toolkit.mapping", "--query_path", str(golden / "query.h5ad"),
+           "--precomputed_stats.path", str(golden / "precomputed_stats.h5"),
+           "--query_markers.serialized_lookup", str(golden / "query_markers.json"),
+           "--csv_result_path", str(tmp_path / "h.csv"), "--type_assignment.algorithm", "hann",
+           "--type_assignment.bootstrap_iteration", "5"]
+    done = subprocess.run(run, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "# algorithm: 'hann'" in (tmp_path / "h.csv").read_text()
+    bad = subprocess.run(run[:-4] + ["--type_assignment.algorithm", "nearest"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "'nearest'" in bad.stderr and "Traceback" not in bad.stderr

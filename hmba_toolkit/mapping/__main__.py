@@ -75,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     try:
-        if args.algorithm != "hierarchical":
-            raise ParameterError(f"--type_assignment.algorithm {args.algorithm!r} is not supported: only 'hierarchical' "
-                                 f"(with --flatten True for correlation mapping)")
+        if args.algorithm not in ("hierarchical", "hann"):
+            raise ParameterError(f"--type_assignment.algorithm {args.algorithm!r} is not supported: 'hierarchical' "
+                                 f"(with --flatten True for correlation mapping) or 'hann'")
         result = map_cells(args.query_path, read_stats(args.stats_path), read_query_markers(args.markers_path),
-                           normalization=args.normalization, flatten=args.flatten, drop_level=args.drop_level,
+                           normalization=args.normalization, flatten=args.flatten, algorithm=args.algorithm,
+                           drop_level=args.drop_level,
                            bootstrap_factor=args.bootstrap_factor, bootstrap_iteration=args.bootstrap_iteration,
                            seed=args.seed, n_runners_up=args.n_runners_up, min_markers=args.min_markers,
                            chunk_size=args.chunk_size, query_gene_id_col=args.query_gene_id_col)

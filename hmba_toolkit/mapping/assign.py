@@ -10,6 +10,12 @@ Every correlation is Pearson's, between a cell's log2(CPM + 1) and a leaf cluste
   ``n_runners_up`` runners-up; ``aggregate_probability`` multiplies the probabilities down the levels. A node with
   fewer than ``min_markers`` markers in the query borrows those of its ancestors.
 - **Flat** (``flatten=True``): the same vote over all leaves at once, with the markers of every node.
+- **HANN** (``algorithm="hann"``, hierarchical approximate nearest neighbours): ``bootstrap_iteration`` whole descents
+  from the root to a leaf, each node drawing a fresh ``bootstrap_factor`` share of its markers in every descent; a
+  descent votes for the leaf it ends in. A node is assigned top-down, the child with most descents through it;
+  ``bootstrapping_probability`` is the share of all descents through the assigned node (so it is also the
+  ``aggregate_probability``) and ``avg_correlation`` the mean correlation of those descents with the leaf they ended in.
+  The leaf votes and correlations (cells x clusters) are kept in :attr:`MappingResult.leaf_votes`.
 - ``bootstrap_factor=1.0, bootstrap_iteration=1`` makes either mode deterministic.
 
 The marker subsets of a node are drawn from a generator seeded by ``seed`` and the node, and shared by all cells
@@ -29,6 +35,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import anndata as ad
@@ -45,7 +52,7 @@ from .stats import ReferenceStats, check_mapping_normalization
 
 __all__ = ["map_cells", "MappingResult"]
 
-ALGORITHMS = ("hierarchical", "correlation")
+ALGORITHMS = ("hierarchical", "hann")
 
 
 @dataclass
@@ -67,6 +74,9 @@ class MappingResult:
     tree : TaxonomyTree
     config : dict
     log : list of str
+    leaf_votes : DataFrame or None
+        HANN only: tidy ``cell_id``, ``cluster``, ``votes`` (descents ending in the cluster) and ``correlation`` (their
+        mean correlation with it), one row per cell and cluster with votes.
     """
 
     assignments: pd.DataFrame
@@ -77,10 +87,11 @@ class MappingResult:
     config: dict
     log: list = field(default_factory=list)
     n_unmapped_genes: int = 0
+    leaf_votes: pd.DataFrame | None = None
 
     @property
     def algorithm(self) -> str:
-        return "correlation" if self.config.get("flatten") else "hierarchical"
+        return self.config.get("algorithm", "correlation" if self.config.get("flatten") else "hierarchical")
 
     def labels(self, level: str) -> pd.Series:
         """The assigned label of every cell at ``level``."""
@@ -119,6 +130,7 @@ def map_cells(
     *,
     normalization: str = "raw",
     flatten: bool = False,
+    algorithm: str = "hierarchical",
     drop_level: str | None = None,
     bootstrap_factor: float = 0.5,
     bootstrap_iteration: int = 100,
@@ -145,6 +157,9 @@ def map_cells(
         ``"raw"`` (counts: each cell becomes log2(CPM + 1) over all its genes) or ``"log2CPM"``.
     flatten
         Correlation mapping against all leaves at once instead of level by level.
+    algorithm
+        ``"hierarchical"`` (a vote at every node) or ``"hann"`` (``bootstrap_iteration`` whole descents, each voting
+        for a leaf: see the module's description).
     drop_level
         A level to skip while mapping (its assignment is inferred from the level below).
     bootstrap_factor, bootstrap_iteration
@@ -183,6 +198,9 @@ def map_cells(
     >>> result = map_cells(ref[::10].copy(), stats, lookup, bootstrap_iteration=20, seed=1)
     >>> result.labels("Type").tolist()
     ['a', 'a', 'a', 'b', 'b', 'b', 'c', 'c', 'c']
+    >>> hann = map_cells(ref[::10].copy(), stats, lookup, algorithm="hann", bootstrap_iteration=20, seed=1)
+    >>> hann.labels("Type").tolist() == result.labels("Type").tolist(), sorted(hann.leaf_votes.columns)
+    (True, ['cell_id', 'cluster', 'correlation', 'votes'])
 
     References
     ----------
@@ -195,6 +213,10 @@ def map_cells(
     if not isinstance(markers, dict) or ROOT not in markers:
         raise ParameterTypeError("markers must be a marker lookup {'None': [...], '<level>/<node>': [...]} "
                                  "(read_query_markers(path))")
+    if algorithm not in ALGORITHMS:
+        raise ParameterError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "hann" and flatten:
+        raise ParameterError("algorithm='hann' descends the taxonomy: it cannot be combined with flatten=True")
     if not 0 < bootstrap_factor <= 1:
         raise ParameterError(f"bootstrap_factor must lie in (0, 1], got {bootstrap_factor}")
     for name, v in (("bootstrap_iteration", bootstrap_iteration), ("chunk_size", chunk_size)):
@@ -241,14 +263,16 @@ def map_cells(
 
     levels = full_tree.hierarchy
     chunks = []
+    run = partial(_hann_chunk, leaf_names=list(stats.clusters)) if algorithm == "hann" else _map_chunk
     for cell_ids, Q in _chunks(source, query_cols, normalization, chunk_size):
-        chunks.append(_map_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, bootstrap_factor, bootstrap_iteration,
-                                 seed, n_runners_up))
+        chunks.append(run(cell_ids, Q, profiles, nodes, tree, full_tree, bootstrap_factor, bootstrap_iteration, seed,
+                          n_runners_up))
     if not chunks:
         raise ParameterError("the query has no cells")
     assign = pd.concat([c[0] for c in chunks])
     runners = pd.concat([c[1] for c in chunks], ignore_index=True)
     direct = pd.concat([c[2] for c in chunks])
+    leaf_votes = pd.concat([c[3] for c in chunks], ignore_index=True) if algorithm == "hann" else None
     if assign.index.duplicated().any():
         raise DataFormatError(f"the query repeats cell labels, e.g. {list(assign.index[assign.index.duplicated()][:3])}")
     columns = ["cell_id"]
@@ -270,8 +294,9 @@ def map_cells(
               "rng_seed": int(seed), "n_runners_up": int(n_runners_up), "min_markers": int(min_markers),
               "chunk_size": int(chunk_size), "query_gene_id_col": query_gene_id_col,
               "matched_by": "symbol" if reference_symbols is not None else "identifier",
-              "algorithm": "correlation" if flatten else "hierarchical"}
-    return MappingResult(assign, runners, direct, used_markers, full_tree, config, log, n_unmapped_genes=missing)
+              "algorithm": algorithm if not flatten else "correlation"}
+    return MappingResult(assign, runners, direct, used_markers, full_tree, config, log, n_unmapped_genes=missing,
+                         leaf_votes=leaf_votes)
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------------------
@@ -651,14 +676,16 @@ def _winner(votes: np.ndarray, csum: np.ndarray) -> np.ndarray:
     return np.argmax(score, axis=1)
 
 
-def _runners_up(votes: np.ndarray, csum: np.ndarray, win: np.ndarray, n: int):
-    """Up to ``n`` other candidates with votes, best first: (indexes, probabilities, mean correlations, valid)."""
+def _runners_up(votes: np.ndarray, csum: np.ndarray, win: np.ndarray, n: int, total: int | None = None):
+    """Up to ``n`` other candidates with votes, best first: (indexes, probabilities, mean correlations, valid).
+
+    Probabilities are votes over ``total`` (default: each cell's votes cast)."""
     avg = _mean_correlation(votes, csum)
     score = votes + (np.nan_to_num(avg, nan=-1.0) + 1.0) / 4.0
     score[np.arange(len(win)), win] = -np.inf
     ru = np.argsort(-score, axis=1, kind="stable")[:, :min(n, max(votes.shape[1] - 1, 0))]
     ru_votes = np.take_along_axis(votes, ru, axis=1)
-    iterations = votes.sum(axis=1, keepdims=True)
+    iterations = votes.sum(axis=1, keepdims=True) if total is None else total
     with np.errstate(invalid="ignore", divide="ignore"):  # a cell that abstained in every draw has no runners-up
         return ru, ru_votes / iterations, np.take_along_axis(avg, ru, axis=1), ru_votes > 0
 
@@ -703,25 +730,107 @@ def _map_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iterations
                 corr[lv][idx] = _mean_correlation(gv, gc)[rows, w]
                 runner_rows.append(_runners(cell_ids[idx], lv, groups, *_runners_up(gv, gc, w, n_runners_up)))
             current[idx] = [f"{child_level}/{x}" for x in children[win]]
-    out = {}
-    running = np.ones(n)
+    aggregate, running = {}, np.ones(n)
     for lv in levels:
         # the product of the voted probabilities down to this level (an inferred level: times its own)
-        agg_p = running * prob[lv]
+        aggregate[lv] = running * prob[lv]
         if direct[lv].all():
-            running = agg_p
+            running = aggregate[lv]
+    return _assemble(cell_ids, full_tree, label, prob, aggregate, corr, direct, runner_rows)
+
+
+def _assemble(cell_ids, full_tree, label, prob, aggregate, corr, direct, runner_rows):
+    """A chunk's assignments (Allen's columns), runners-up and directly-assigned flags."""
+    out = {}
+    for lv in full_tree.hierarchy:
         out[f"{lv}_label"] = label[lv]
         out[f"{lv}_name"] = [full_tree.name(lv, x) for x in label[lv]]
         if lv == full_tree.leaf_level:
             out[f"{lv}_alias"] = [full_tree.alias(lv, x) for x in label[lv]]
         out[f"{lv}_bootstrapping_probability"] = prob[lv]
-        out[f"{lv}_aggregate_probability"] = agg_p
+        out[f"{lv}_aggregate_probability"] = aggregate[lv]
         out[f"{lv}_correlation_coefficient"] = corr[lv]
     frame = pd.DataFrame(out, index=cell_ids)
     directly = pd.DataFrame(direct, index=cell_ids)
     runner_rows = [r for r in runner_rows if len(r)] or [_runners([], "", [], np.zeros((0, 0), dtype=np.int64),
                                                                   *([np.zeros((0, 0))] * 3))]
     return frame, pd.concat(runner_rows, ignore_index=True), directly
+
+
+def _hann_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iterations, seed, n_runners_up, *,
+                leaf_names):
+    """HANN: ``iterations`` descents, each drawing fresh markers at every node, vote for the leaf they end in."""
+    n, n_leaves = Q.shape[0], profiles.shape[0]
+    keys = list(nodes)
+    key_id = {k: i for i, k in enumerate(keys)}
+    mapped = tree.hierarchy
+    # the parent node each child of a node leads to (-1 below the last mapped level)
+    child_ids = {}
+    for key, node in nodes.items():
+        level = mapped[0] if key == ROOT else mapped[mapped.index(key.split("/", 1)[0]) + 1]
+        child_ids[key] = np.array([key_id.get(f"{level}/{c}", -1) for c in node.children])
+    draws = {key: _draws(node, factor, iterations, seed) for key, node in nodes.items()}
+    # each cell shifted by its mean over a node's markers (as in the vote): keeps float32 sums of squares accurate
+    centred = {}
+    votes = np.zeros((n, n_leaves))
+    csum = np.zeros((n, n_leaves))
+    for t in range(iterations):
+        current = np.full(n, key_id[ROOT])
+        leaf = np.full(n, -1)
+        corr = np.full(n, np.nan)
+        for _ in mapped:
+            for k in np.unique(current[current >= 0]):
+                key = keys[k]
+                node = nodes[key]
+                idx = np.flatnonzero(current == k)
+                if len(node.children) == 1 and node.markers.size == 0:
+                    best, c = np.zeros(idx.size, dtype=np.int64), np.full(idx.size, np.nan)
+                else:
+                    if key not in centred:
+                        sub = Q[:, node.markers]
+                        centred[key] = sub - sub.mean(axis=1, keepdims=True)
+                    S = draws[key][t]
+                    sub = centred[key][idx]
+                    best, c = _best_leaf(np.ascontiguousarray(sub[:, S].T, dtype=np.float32),
+                                         profiles[np.ix_(node.leaves, node.markers[S])], exact_source=(sub, S))
+                    if len(node.children) == 1:
+                        best[best < 0] = 0  # nothing to choose: the descent goes on
+                ok = best >= 0
+                nxt = np.full(idx.size, -1)
+                nxt[ok] = child_ids[key][node.child_of_leaf[best[ok]]]
+                leaf[idx[ok]] = node.leaves[best[ok]]
+                leaf[idx[~ok]] = -1  # constant over the drawn markers: this descent ends without a vote
+                corr[idx] = c
+                current[idx] = np.where(ok, nxt, -1)
+        done = np.flatnonzero(leaf >= 0)
+        np.add.at(votes, (done, leaf[done]), 1.0)
+        np.add.at(csum, (done, leaf[done]), corr[done])
+    levels = full_tree.hierarchy
+    label, prob, corr_of, direct, runner_rows = {}, {}, {}, {}, []
+    chosen, upper = None, None  # the node chosen at the level above, and each leaf's ancestor there
+    rows = np.arange(n)
+    for lv in levels:
+        anc = np.array([full_tree.ancestors(x)[lv] for x in leaf_names], dtype=object)
+        groups, inv = np.unique(anc, return_inverse=True)
+        agg = sp.csr_matrix((np.ones(n_leaves), (np.arange(n_leaves), inv)), shape=(n_leaves, len(groups)))
+        gv, gc = votes @ agg, csum @ agg
+        if chosen is not None:  # only the children of the node chosen at the level above
+            parent = np.empty(len(groups), dtype=object)
+            parent[inv] = upper
+            allowed = parent[None, :] == chosen[:, None]
+            gv, gc = np.where(allowed, gv, 0.0), np.where(allowed, gc, 0.0)
+        win = _winner(gv, gc)
+        label[lv] = groups[win]
+        prob[lv] = gv[rows, win] / iterations
+        corr_of[lv] = _mean_correlation(gv, gc)[rows, win]
+        direct[lv] = np.full(n, lv in mapped)
+        runner_rows.append(_runners(cell_ids, lv, groups, *_runners_up(gv, gc, win, n_runners_up, total=iterations)))
+        chosen, upper = groups[win], anc
+    r, c = np.nonzero(votes)
+    tidy = pd.DataFrame({"cell_id": np.asarray(cell_ids, dtype=object)[r],
+                         "cluster": np.asarray(leaf_names, dtype=object)[c], "votes": votes[r, c].astype(np.int64),
+                         "correlation": csum[r, c] / votes[r, c]})
+    return (*_assemble(cell_ids, full_tree, label, prob, prob, corr_of, direct, runner_rows), tidy)
 
 
 def _a_leaf(tree: TaxonomyTree, level: str, node: str) -> str:
