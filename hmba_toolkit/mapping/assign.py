@@ -770,8 +770,6 @@ def _hann_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iteration
         level = mapped[0] if key == ROOT else mapped[mapped.index(key.split("/", 1)[0]) + 1]
         child_ids[key] = np.array([key_id.get(f"{level}/{c}", -1) for c in node.children])
     draws = {key: _draws(node, factor, iterations, seed) for key, node in nodes.items()}
-    # each cell shifted by its mean over a node's markers (as in the vote): keeps float32 sums of squares accurate
-    centred = {}
     votes = np.zeros((n, n_leaves))
     csum = np.zeros((n, n_leaves))
     for t in range(iterations):
@@ -786,11 +784,11 @@ def _hann_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iteration
                 if len(node.children) == 1 and node.markers.size == 0:
                     best, c = np.zeros(idx.size, dtype=np.int64), np.full(idx.size, np.nan)
                 else:
-                    if key not in centred:
-                        sub = Q[:, node.markers]
-                        centred[key] = sub - sub.mean(axis=1, keepdims=True)
                     S = draws[key][t]
-                    sub = centred[key][idx]
+                    # each cell shifted by its mean over the node's markers (as in the vote): keeps float32 sums of
+                    # squares accurate
+                    sub = Q[np.ix_(idx, node.markers)]
+                    sub -= sub.mean(axis=1, keepdims=True)
                     best, c = _best_leaf(np.ascontiguousarray(sub[:, S].T, dtype=np.float32),
                                          profiles[np.ix_(node.leaves, node.markers[S])], exact_source=(sub, S))
                     if len(node.children) == 1:
