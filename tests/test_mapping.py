@@ -405,6 +405,47 @@ def test_hann_descents_vote_for_leaves_and_agree_with_the_hierarchical_vote(gold
     assert hann.algorithm == "hann"
 
 
+def _hann_votes(path):
+    with h5py.File(path, "r") as f:
+        cells = f["cell_identifiers"][()].astype(str)
+        clusters = f["cluster_identifiers"][()].astype(str)
+        return (pd.DataFrame(f["votes"][()].astype(float), index=cells, columns=clusters),
+                pd.DataFrame(f["correlation"][()], index=cells, columns=clusters))
+
+
+def test_hann_agrees_with_allens_hann_as_well_as_allen_agrees_with_itself(golden, allen_stats, allen_lookup, query,
+                                                                          tmp_path):
+    seed1, corr1 = _hann_votes(golden / "result_hann.h5")
+    seed2, corr2 = _hann_votes(golden / "result_hann_seed2.h5")
+    result = mapping.map_cells(query, allen_stats, allen_lookup, algorithm="hann")
+    mapping.write_hann_hdf5(result, tmp_path / "hann.h5")
+    ours, ours_corr = _hann_votes(tmp_path / "hann.h5")
+    # Allen's layout: the same datasets, cells, clusters and types
+    with h5py.File(golden / "result_hann.h5", "r") as a, h5py.File(tmp_path / "hann.h5", "r") as b:
+        assert set(a) == set(b)
+        for name in a:
+            assert a[name].dtype == b[name].dtype and a[name].shape[1:] == b[name].shape[1:], name
+    assert list(ours.columns) == list(seed1.columns) and set(ours.index) == set(seed1.index)
+    ours, ours_corr = ours.loc[seed1.index], ours_corr.loc[seed1.index]
+
+    def compare(a, b, ca, cb):
+        top = a.to_numpy().argmax(axis=1)
+        rows = np.arange(len(a))
+        voted = (a.to_numpy() > 0) & (b.to_numpy() > 0)
+        return ((top == b.to_numpy().argmax(axis=1)).mean(),
+                np.abs(a.to_numpy()[rows, top] - b.to_numpy()[rows, top]).mean(),
+                np.abs(ca.to_numpy()[voted] - cb.to_numpy()[voted]).mean())
+
+    agree, share, corr = compare(seed1, ours, corr1, ours_corr)
+    allen_agree, allen_share, allen_corr = compare(seed1, seed2, corr1, corr2)
+    assert agree >= allen_agree - 0.01, (agree, allen_agree)
+    assert share <= allen_share * 1.25 + 0.5, (share, allen_share)  # votes out of 100
+    assert corr <= allen_corr * 1.25 + 1e-3, (corr, allen_corr)
+    with pytest.raises(ParameterError, match="HANN"):
+        mapping.write_hann_hdf5(mapping.map_cells(query[:20].copy(), allen_stats, allen_lookup, bootstrap_iteration=2),
+                                tmp_path / "no.h5")
+
+
 def test_hann_results_ignore_cell_order_and_chunking(allen_stats, allen_lookup, query):
     base = mapping.map_cells(query, allen_stats, allen_lookup, algorithm="hann", bootstrap_iteration=10)
     order = np.random.default_rng(4).permutation(query.n_obs)
@@ -432,10 +473,14 @@ def test_hann_from_the_command_line(golden, tmp_path):
     run = [sys.executable, "-m", "hmba_toolkit.mapping", "--query_path", str(golden / "query.h5ad"),
            "--precomputed_stats.path", str(golden / "precomputed_stats.h5"),
            "--query_markers.serialized_lookup", str(golden / "query_markers.json"),
-           "--csv_result_path", str(tmp_path / "h.csv"), "--type_assignment.algorithm", "hann",
-           "--type_assignment.bootstrap_iteration", "5"]
+           "--csv_result_path", str(tmp_path / "h.csv"), "--hdf5_result_path", str(tmp_path / "h.h5"),
+           "--type_assignment.algorithm", "hann", "--type_assignment.bootstrap_iteration", "5"]
     done = subprocess.run(run, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "# algorithm: 'hann'" in (tmp_path / "h.csv").read_text()
+    votes, _ = _hann_votes(tmp_path / "h.h5")
+    assert votes.shape == (1199, 46) and votes.sum(axis=1).max() == 5
     bad = subprocess.run(run[:-4] + ["--type_assignment.algorithm", "nearest"], capture_output=True, text=True)
     assert bad.returncode == 1 and "'nearest'" in bad.stderr and "Traceback" not in bad.stderr
+    bad = subprocess.run(run[:-4] + ["--type_assignment.algorithm", "hierarchical"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--hdf5_result_path" in bad.stderr and "Traceback" not in bad.stderr

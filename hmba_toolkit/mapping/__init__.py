@@ -15,8 +15,8 @@ query_markers
     Markers of every parent node, chosen greedily by utility.
 map_cells
     Hierarchical mapping with bootstrapping, or flat correlation mapping.
-write_csv, write_extended_json
-    Allen's result files.
+write_csv, write_extended_json, write_hann_hdf5
+    Allen's result files (the last: HANN's votes).
 agreement, agreement_by_probability, confusions
     Agreement with known labels per level, by bootstrapping probability, and the labels confused.
 
@@ -31,9 +31,9 @@ from .assign import MappingResult, map_cells
 from .evaluate import agreement, agreement_by_probability, confusions
 from .markers import (ReferenceMarkers, query_markers, read_query_markers, read_reference_markers, reference_markers,
                       write_query_markers)
-from .results import write_csv, write_extended_json
+from .results import write_csv, write_extended_json, write_hann_hdf5
 from .stats import ReferenceStats, precompute_stats, read_stats
 
 __all__ = ["ROOT", "TaxonomyTree", "ReferenceStats", "precompute_stats", "read_stats", "ReferenceMarkers",
            "reference_markers", "read_reference_markers", "query_markers", "read_query_markers", "write_query_markers",
-           "MappingResult", "map_cells", "write_csv", "write_extended_json", "agreement", "agreement_by_probability", "confusions"]
+           "MappingResult", "map_cells", "write_csv", "write_extended_json", "write_hann_hdf5", "agreement", "agreement_by_probability", "confusions"]

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query_markers.serialized_lookup", dest="markers_path", required=True)
     p.add_argument("--csv_result_path", default=None)
     p.add_argument("--extended_result_path", default=None)
+    p.add_argument("--hdf5_result_path", default=None, help="HANN only: the votes and correlations, as Allen's file")
     p.add_argument("--flatten", type=_bool, default=False)
     p.add_argument("--drop_level", type=_none_or(str), default=None)
     p.add_argument("--verbose_csv", type=_bool, default=False)
@@ -67,17 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import map_cells, read_query_markers, read_stats
+    from . import map_cells, read_query_markers, read_stats, write_hann_hdf5
 
     args = build_parser().parse_args(argv)
-    if args.csv_result_path is None and args.extended_result_path is None:
-        print("error: give --csv_result_path and/or --extended_result_path", file=sys.stderr)
+    if args.csv_result_path is None and args.extended_result_path is None and args.hdf5_result_path is None:
+        print("error: give --csv_result_path, --extended_result_path and/or --hdf5_result_path", file=sys.stderr)
         return 2
     start = time.perf_counter()
     try:
         if args.algorithm not in ("hierarchical", "hann"):
             raise ParameterError(f"--type_assignment.algorithm {args.algorithm!r} is not supported: 'hierarchical' "
                                  f"(with --flatten True for correlation mapping) or 'hann'")
+        if args.hdf5_result_path is not None and args.algorithm != "hann":
+            raise ParameterError("--hdf5_result_path holds HANN votes here: give it with --type_assignment.algorithm "
+                                 "hann (use --extended_result_path for the hierarchical results)")
         result = map_cells(args.query_path, read_stats(args.stats_path), read_query_markers(args.markers_path),
                            normalization=args.normalization, flatten=args.flatten, algorithm=args.algorithm,
                            drop_level=args.drop_level,
@@ -87,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         result.config.update({"query_path": args.query_path, "precomputed_stats": {"path": args.stats_path},
                               "query_markers": {"serialized_lookup": args.markers_path},
                               "csv_result_path": args.csv_result_path, "extended_result_path": args.extended_result_path,
+                              "hdf5_result_path": args.hdf5_result_path,
                               "verbose_csv": args.verbose_csv})
         if args.extended_result_path:
             result.to_extended_json(args.extended_result_path)
+        if args.hdf5_result_path:
+            write_hann_hdf5(result, args.hdf5_result_path)
         if args.csv_result_path:
             result.to_csv(args.csv_result_path, verbose=args.verbose_csv, metadata_path=args.extended_result_path)
     except HmbaToolkitError as exc:
