@@ -8,8 +8,9 @@ The case has the shape of the one Allen's tool was timed on (44 s for 20,000 cel
 taxonomy (5 classes > 20 subclasses > 70 supertypes > 281 clusters), 60 reference cells per cluster (16,860), 20,000
 query cells with 5,400 of the 6,000 reference genes, raw counts with planted markers at every level. Every step runs
 for the toolkit (in this process) and, with ``--allen PATH/TO/python`` of a venv holding cell_type_mapper
-(git-only, not on PyPI; built beside the repository by the team's oracle install script), for Allen's command-line tools with ``n_processors 1``: precompute, reference
-markers, query markers, flat mapping, deterministic and bootstrapped (0.5 x 100) hierarchical mapping. Printed:
+(git-only, not on PyPI; built beside the repository by the team's oracle install script), for Allen's command-line
+tools with ``n_processors 1``: precompute, reference markers, query markers, flat mapping, deterministic and
+bootstrapped (0.5 x 100) hierarchical mapping, and HANN (0.5 x 100). Printed:
 seconds, ratios, agreement between the two tools' assignments and accuracy against the planted truth.
 ``--million`` also maps 1,000,000 query cells of a 500-gene panel from an h5ad file in a fresh process and reports
 its time and peak memory.
@@ -97,6 +98,8 @@ def run_ours(case: dict, out: Path) -> dict:
     for mode, kwargs in MODES.items():
         start = time.perf_counter()
         result = mapping.map_cells(query, stats, lookup, **kwargs)
+        if mode == "map_hann":
+            mapping.write_hann_hdf5(result, out / f"ours_{mode}.h5")
         t[mode] = time.perf_counter() - start
         result.to_csv(out / f"ours_{mode}.csv", verbose=True)
     return t
@@ -104,7 +107,8 @@ def run_ours(case: dict, out: Path) -> dict:
 
 MODES = {"map_flat": dict(flatten=True, bootstrap_factor=1.0, bootstrap_iteration=1),
          "map_hier_det": dict(bootstrap_factor=1.0, bootstrap_iteration=1),
-         "map_hier_boot": dict(bootstrap_factor=0.5, bootstrap_iteration=100)}
+         "map_hier_boot": dict(bootstrap_factor=0.5, bootstrap_iteration=100),
+         "map_hann": dict(algorithm="hann", bootstrap_factor=0.5, bootstrap_iteration=100)}
 
 
 def run_allen(python: str, case: dict, out: Path) -> dict:
@@ -127,8 +131,10 @@ def run_allen(python: str, case: dict, out: Path) -> dict:
         args = ["cell_type_mapper.cli.from_specified_markers", "--query_path", str(case["query"]),
                 "--precomputed_stats.path", str(out / "precomputed_stats.h5"),
                 "--query_markers.serialized_lookup", str(out / "query_markers.json"),
-                "--csv_result_path", str(out / f"allen_{mode}.csv"), "--extended_result_path",
-                str(out / f"allen_{mode}.json"), "--verbose_csv", "True", "--flatten", str(mode == "map_flat"),
+                *(["--type_assignment.algorithm", "hann", "--hdf5_result_path", str(out / f"allen_{mode}.h5")]
+                  if mode == "map_hann" else
+                  ["--csv_result_path", str(out / f"allen_{mode}.csv"), "--extended_result_path",
+                   str(out / f"allen_{mode}.json"), "--verbose_csv", "True", "--flatten", str(mode == "map_flat")]),
                 "--type_assignment.normalization", "raw", "--type_assignment.n_processors", "1",
                 "--type_assignment.chunk_size", "5000",
                 "--type_assignment.bootstrap_factor", str(kwargs["bootstrap_factor"]),
@@ -140,6 +146,14 @@ def run_allen(python: str, case: dict, out: Path) -> dict:
 def agreement(out: Path, truth: pd.DataFrame, have_allen: bool) -> pd.DataFrame:
     rows = []
     for mode in MODES:
+        if mode == "map_hann":  # Allen's HANN writes votes only: compare the leaf most descents ended in
+            top = {who: _hann_top(out / f"{who}_{mode}.h5").loc[truth.index] for who in ("ours", "allen")
+                   if who == "ours" or have_allen}
+            rows.append({"mode": mode, "level": LEVELS[-1] + " (most votes)",
+                         "ours_accuracy": (top["ours"] == truth[LEVELS[-1]]).mean(),
+                         "allen_accuracy": (top["allen"] == truth[LEVELS[-1]]).mean() if have_allen else np.nan,
+                         "ours_vs_allen": (top["ours"] == top["allen"]).mean() if have_allen else np.nan})
+            continue
         ours = pd.read_csv(out / f"ours_{mode}.csv", comment="#").set_index("cell_id").loc[truth.index]
         allen = (pd.read_csv(out / f"allen_{mode}.csv", comment="#").set_index("cell_id").loc[truth.index]
                  if have_allen else None)
@@ -149,6 +163,14 @@ def agreement(out: Path, truth: pd.DataFrame, have_allen: bool) -> pd.DataFrame:
                          "allen_accuracy": (allen[f"{lv}_label"] == truth[lv]).mean() if have_allen else np.nan,
                          "ours_vs_allen": (ours[f"{lv}_label"] == allen[f"{lv}_label"]).mean() if have_allen else np.nan})
     return pd.DataFrame(rows).round(4)
+
+
+def _hann_top(path: Path) -> pd.Series:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        clusters = f["cluster_identifiers"][()].astype(str)
+        return pd.Series(clusters[f["votes"][()].argmax(axis=1)], index=f["cell_identifiers"][()].astype(str))
 
 
 def million(root: Path, n: int = 1_000_000, panel: int = 500) -> dict:
