@@ -120,9 +120,10 @@ def write_hann_hdf5(result: MappingResult, path: str | os.PathLike) -> Path:
     """Write the votes of a HANN mapping as Allen's ``--hdf5_result_path`` file (atomically).
 
     Datasets as cell_type_mapper 1.7.1 writes them for ``--type_assignment.algorithm hann``: ``cell_identifiers`` and
-    ``cluster_identifiers`` (byte strings; clusters in the statistics file's order), ``votes`` (cells x clusters, the
+    ``cluster_identifiers`` (byte strings; clusters sorted, as in Allen's file), ``votes`` (cells x clusters, the
     descents ending in each cluster; unsigned integers) and ``correlation`` (cells x clusters, the mean correlation of
-    those descents; 0 without votes), and ``metadata`` (a JSON string: markers, taxonomy, configuration, log).
+    those descents; 0 without votes), and ``metadata`` (a JSON string: markers, taxonomy, configuration, log). Both
+    matrices are dense, as in Allen's file: about 9 bytes per cell and cluster are held in memory while writing.
 
     Parameters
     ----------
