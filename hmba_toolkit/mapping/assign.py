@@ -721,9 +721,7 @@ def _map_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iterations
                 # the inferred node is the winner's ancestor; its probability counts the draws of all its children
                 anc = np.array([full_tree.ancestors(_a_leaf(tree, child_level, ch))[lv] for ch in node.children],
                                dtype=object)
-                groups, inv = np.unique(anc, return_inverse=True)
-                agg = sp.csr_matrix((np.ones(len(anc)), (np.arange(len(anc)), inv)), shape=(len(anc), len(groups)))
-                gv, gc = votes @ agg, csum @ agg
+                groups, inv, gv, gc = _pool_votes(votes, csum, anc)
                 w = inv[win]
                 label[lv][idx] = groups[w]
                 prob[lv][idx] = gv[rows, w] / iterations
@@ -737,6 +735,14 @@ def _map_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iterations
         if direct[lv].all():
             running = aggregate[lv]
     return _assemble(cell_ids, full_tree, label, prob, aggregate, corr, direct, runner_rows)
+
+
+def _pool_votes(votes: np.ndarray, csum: np.ndarray, group_of: np.ndarray):
+    """Votes and summed correlations of the columns pooled by their group (``group_of``, one label per column):
+    the sorted groups, each column's group index, and the pooled votes and sums (cells x groups)."""
+    groups, inv = np.unique(group_of, return_inverse=True)
+    agg = sp.csr_matrix((np.ones(inv.size), (np.arange(inv.size), inv)), shape=(inv.size, len(groups)))
+    return groups, inv, votes @ agg, csum @ agg
 
 
 def _assemble(cell_ids, full_tree, label, prob, aggregate, corr, direct, runner_rows):
@@ -809,9 +815,7 @@ def _hann_chunk(cell_ids, Q, profiles, nodes, tree, full_tree, factor, iteration
     rows = np.arange(n)
     for lv in levels:
         anc = np.array([full_tree.ancestors(x)[lv] for x in leaf_names], dtype=object)
-        groups, inv = np.unique(anc, return_inverse=True)
-        agg = sp.csr_matrix((np.ones(n_leaves), (np.arange(n_leaves), inv)), shape=(n_leaves, len(groups)))
-        gv, gc = votes @ agg, csum @ agg
+        groups, inv, gv, gc = _pool_votes(votes, csum, anc)
         if chosen is not None:  # only the children of the node chosen at the level above
             parent = np.empty(len(groups), dtype=object)
             parent[inv] = upper

@@ -83,6 +83,13 @@ def _clean(x):
     return None if isinstance(x, float) and np.isnan(x) else x
 
 
+def _run_metadata(result: MappingResult) -> dict:
+    """What Allen's extended JSON and HANN file hold besides the results: markers, taxonomy, configuration, log."""
+    return {"marker_genes": result.marker_genes, "taxonomy_tree": result.tree.data,
+            "n_unmapped_genes": result.n_unmapped_genes, "gene_identifier_mapping": {}, "config": result.config,
+            "log": result.log, "metadata": {"module": "hmba_toolkit.mapping", "version": __version__, "codebase": CODEBASE}}
+
+
 def write_extended_json(result: MappingResult, path: str | os.PathLike) -> Path:
     """Write the extended JSON of a mapping (atomically): per cell and level the assignment, probabilities,
     correlation, runners-up and whether it was voted on, with the markers, taxonomy, configuration and log."""
@@ -108,10 +115,7 @@ def write_extended_json(result: MappingResult, path: str | os.PathLike) -> Path:
             }
         entry["cell_id"] = str(cell)
         cells.append(entry)
-    out = {"marker_genes": result.marker_genes, "taxonomy_tree": tree.data, "n_unmapped_genes": result.n_unmapped_genes,
-           "gene_identifier_mapping": {}, "config": result.config, "log": result.log,
-           "metadata": {"module": "hmba_toolkit.mapping", "version": __version__, "codebase": CODEBASE},
-           "results": cells}
+    out = {**_run_metadata(result), "results": cells}
     write_text_atomic(path, json.dumps(out))
     return Path(path)
 
@@ -143,19 +147,15 @@ def write_hann_hdf5(result: MappingResult, path: str | os.PathLike) -> Path:
     clusters = pd.Index(tree.nodes(tree.leaf_level))
     lv = result.leaf_votes
     r, c = cells.get_indexer(lv["cell_id"].astype(str)), clusters.get_indexer(lv["cluster"])
-    iterations = int(result.config.get("bootstrap_iteration", lv["votes"].max() if len(lv) else 1))
-    votes = np.zeros((len(cells), len(clusters)), dtype=np.min_scalar_type(iterations))
+    votes = np.zeros((len(cells), len(clusters)), dtype=np.min_scalar_type(result.config["bootstrap_iteration"]))
     corr = np.zeros((len(cells), len(clusters)))
     votes[r, c] = lv["votes"].to_numpy()
     corr[r, c] = np.nan_to_num(lv["correlation"].to_numpy())
-    meta = {"marker_genes": result.marker_genes, "taxonomy_tree": tree.data, "n_unmapped_genes": result.n_unmapped_genes,
-            "gene_identifier_mapping": {}, "config": result.config, "log": result.log,
-            "metadata": {"module": "hmba_toolkit.mapping", "version": __version__, "codebase": CODEBASE}}
     text = h5py.string_dtype()
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("cell_identifiers", data=np.array([x.encode() for x in cells], dtype=object), dtype=text)
         f.create_dataset("cluster_identifiers", data=np.array([x.encode() for x in clusters], dtype=object), dtype=text)
         f.create_dataset("votes", data=votes)
         f.create_dataset("correlation", data=corr)
-        f.create_dataset("metadata", data=json.dumps(meta).encode(), dtype=h5py.string_dtype("ascii"))
+        f.create_dataset("metadata", data=json.dumps(_run_metadata(result)).encode(), dtype=h5py.string_dtype("ascii"))
     return Path(path)
