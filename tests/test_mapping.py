@@ -178,7 +178,7 @@ def test_reference_markers_file_round_trips(ours, tmp_path):
 
 def test_flatten_and_drop_level_fill_every_level_from_the_tree(allen_stats, allen_lookup, query):
     tree = allen_stats.tree
-    for kwargs in (dict(flatten=True), dict(drop_level="Group")):
+    for kwargs in (dict(flatten=True), dict(drop_level="Group"), dict(drop_level="Group", algorithm="hann")):
         result = mapping.map_cells(query[:200].copy(), allen_stats, allen_lookup, bootstrap_iteration=10, **kwargs)
         a = result.assignments
         for leaf, sub, grp in zip(a["Cluster_label"], a["Subclass_label"], a["Group_label"]):
@@ -297,6 +297,43 @@ def test_demo_release_carries_mapping_files_built_by_this_module(cache):
     assert table.loc["CCN20250428_LEVEL_0", "agreement"] >= 0.99
     assert table.loc["CCN20250428_LEVEL_1", "agreement"] >= 0.98
     assert table.loc["CCN20250428_LEVEL_3", "agreement"] >= 0.85
+
+
+def test_demo_patchseq_mapping_comes_from_this_mapper_and_is_reproduced_from_the_released_files(cache):
+    """The demo's Patch-seq ``mmc_results`` are HANN results of this module (as the release's are Allen's HANN): the
+    membership names the mapped Group, the probabilities are vote shares, and a user who maps the released log2
+    matrix with the released mapping files (markers restricted to the measured genes) gets the same labels."""
+    from hmba_toolkit.datasets import demo_ground_truth
+
+    d = "HMBA-Macaque-PatchSeq"
+    mmc = cache.get_metadata_dataframe(d, "mmc_results").set_index("cell_label")
+    cells = cache.cell_table(d)
+    assert (cells.loc[mmc.index, "cluster_alias"] == mmc["cluster_alias"]).all()
+    assert (cells.loc[mmc.index, "Group_label"] == mmc["Group_label"]).all()
+    levels = ["Neighborhood", "Class", "Subclass", "Group"]
+    for level in levels:  # HANN: a level's probability is the share of the 100 descents through it
+        p = mmc[f"{level}_bootstrapping_probability"]
+        np.testing.assert_allclose(p * 100, np.round(p * 100), atol=1e-9)
+        np.testing.assert_array_equal(p, mmc[f"{level}_aggregate_probability"])
+    assert (mmc["Neighborhood_name"] != "Nonneuron").all()  # mapped without the non-neuronal types, as the release
+    assert mmc[["Cluster_bootstrapping_probability", "Cluster_correlation_coefficient"]].isna().all().all()
+    planted = pd.read_csv(demo_ground_truth() / "patchseq_cells.csv", index_col="cell_label")["Group"]
+    correct = (mmc["Group_name"] == planted.loc[mmc.index]).mean()
+    assert 0.85 <= correct < 1.0, correct  # mapping with its errors, not the planted labels copied
+
+    files = {p.name.split(".")[0]: p for p in cache.get_directory_mapmycells("HMBA-BG-taxonomy-CCN20250428")}
+    stats = mapping.read_stats(files["precomputed_stats"])
+    symbols = cache.get_metadata_dataframe("HMBA-10xMultiome-BG-Aligned", "gene").set_index("gene_identifier")["gene_symbol"]
+    query = ad.read_h5ad(cache.get_file_path(d, "HMBA-Macaque-PatchSeq-BG/log2"))
+    measured = mapping.measured_genes(query, stats, query_gene_id_col="gene_symbol", reference_symbols=symbols)
+    assert 250 <= len(measured) <= query.n_vars
+    lookup = mapping.query_markers(mapping.reference_markers(stats), stats.tree, genes=measured)
+    result = mapping.map_cells(query, stats, lookup, normalization="log2CPM", algorithm="hann",
+                               query_gene_id_col="gene_symbol", reference_symbols=symbols)
+    ours = result.assignments.loc[mmc.index]
+    same = [(ours[f"CCN20250428_LEVEL_{i}_name"] == mmc[f"{level}_name"]).mean() for i, level in enumerate(levels)]
+    # the released files also hold the non-neuronal types, which the release's Patch-seq mapping leaves out
+    assert same[0] == 1.0 and min(same) >= 0.95, same
 
 
 def test_agreement_tables_count_what_they_say(golden, allen_stats, allen_lookup, query):
@@ -484,3 +521,25 @@ def test_hann_from_the_command_line(golden, tmp_path):
     assert bad.returncode == 1 and "'nearest'" in bad.stderr and "Traceback" not in bad.stderr
     bad = subprocess.run(run[:-4] + ["--type_assignment.algorithm", "hierarchical"], capture_output=True, text=True)
     assert bad.returncode == 1 and "--hdf5_result_path" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_tied_leaves_go_to_the_first_whatever_the_rounding():
+    """Profiles equal up to scale and shift over the drawn genes (frequent when a draw holds a handful of genes, most
+    of them zero) correlate equally with every cell; their float scores differ only by rounding, which depends on the
+    BLAS kernel (this made the demo's Patch-seq mapping differ between CPUs). The first leaf must win."""
+    from hmba_toolkit.mapping.assign import _best_leaf
+
+    rng = np.random.default_rng(3)
+    base = np.zeros(6)
+    base[5] = 1.0
+    other = rng.normal(size=6)
+    P = np.stack([other, 0.7 * base, 1.3 * base])  # rows 1 and 2: the same profile up to scale, not bit for bit
+    G = rng.normal(size=(6, 500))
+    G[5] += 8.0  # most cells prefer the tied profile
+    for exact in (False, True):
+        source = (G.T.copy(), np.arange(6)) if exact else None
+        best, corr = _best_leaf(G.astype(np.float32) if exact else G, P, exact_source=source)
+        tied = corr > np.corrcoef(np.vstack([other, G.T]))[0, 1:] + 1e-6
+        assert tied.sum() > 400 and (best[tied] == 1).all()
+        best, _ = _best_leaf(G.astype(np.float32) if exact else G, P[[0, 2, 1]], exact_source=source)
+        assert (best[tied] == 1).all()

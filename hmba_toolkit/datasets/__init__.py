@@ -105,7 +105,8 @@ def fetch_demo() -> Path:
     """
     return _materialize("hmba", ("datasets/_abc_demo.py", "datasets/_abc_spatial.py", "datasets/_abc_patchseq.py",
                                  "datasets/_abc_mapmycells.py", "datasets/_demo_common.py", "normalize.py",
-                                 "mapping/stats.py", "mapping/markers.py", "mapping/_tree.py"), _build_abc) / "abc_atlas"
+                                 "mapping/stats.py", "mapping/markers.py", "mapping/_tree.py", "mapping/assign.py"),
+                        _build_abc) / "abc_atlas"
 
 
 def _build_mouse(tmp: Path) -> None:

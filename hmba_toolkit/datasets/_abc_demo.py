@@ -643,6 +643,6 @@ def generate(root: Path, truth_dir: Path) -> None:
         if species == "Human":  # the re-released human metadata (20260228): the same tables
             new, old = (root / "metadata" / directory / RELEASES[r][directory]["metadata"] for r in ("20260228", RELEASE))
             shutil.copytree(old, new)
-    make_patchseq(root, rng, model, clusters, truth_dir, RELEASES["20260228"][PATCHSEQ])
+    make_patchseq(root, rng, model, clusters, truth_dir, RELEASES["20260228"][PATCHSEQ], raw, cells)
     for release in RELEASES:
         write_manifest(root, release)

@@ -1,13 +1,15 @@
 """The macaque Patch-seq directory of the demo release (``HMBA-Macaque-PatchSeq``, release 20260228).
 
 The real set holds 717 striatal neurons of *Macaca mulatta* and *M. nemestrina* (SMART-Seq v4), each with a
-transcriptome mapped onto the HMBA taxonomy by MapMyCells (HANN), electrophysiology features (action potential,
+transcriptome mapped onto the HMBA taxonomy by MapMyCells (HANN; in the demo by this toolkit's HANN on the demo's
+10X cells, see ``_abc_mapmycells``), electrophysiology features (action potential,
 sweep, chirp and cross-sweep long-square tables) and, for reconstructed cells, morphology features. The demo keeps
 the real table names and the column names Allen's Patch-seq notebook uses, with fewer cells and a subset of the
 features (each named as in the release). Genes are the macaque MERSCOPE panel's, with their macaque NCBI Gene ids.
 
-Planted ground truth (``ground_truth/patchseq_cells.csv`` and ``patchseq_features.csv``): morpho-electric means per
-Group. Fast-spiking interneurons have narrow spikes, cholinergic interneurons large somata and wide spikes; D1 matrix
+Planted ground truth (``ground_truth/patchseq_cells.csv`` and ``patchseq_features.csv``): each cell's Group (its
+expression and features were drawn from it; the membership and ``mmc_results`` hold the mapped Group, which can
+differ) and morpho-electric means per Group. Fast-spiking interneurons have narrow spikes, cholinergic interneurons large somata and wide spikes; D1 matrix
 MSNs have wider spikes (``width_rheo``) and larger somata (``soma_surface_area``) than D2 matrix MSNs.
 """
 
@@ -20,7 +22,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._log2cpm import CPM
-from ._demo_common import DONOR_COLUMNS, counts, data_table, mmc_results_table, uuid4, write_csv, write_h5ad
+from ._abc_mapmycells import patchseq_mmc_results
+from ._demo_common import DONOR_COLUMNS, counts, data_table, uuid4, write_csv, write_h5ad
 
 PATCHSEQ = "HMBA-Macaque-PatchSeq"
 FEATURE_MATRIX = "HMBA-Macaque-PatchSeq-BG"
@@ -47,8 +50,10 @@ PROFILES = {
 N_CELLS = 180
 
 
-def make_patchseq(root: Path, rng, model, clusters: pd.DataFrame, truth_dir: Path, versions: dict) -> None:
-    """Write the Patch-seq metadata, feature tables and log2 matrix, and the planted truth."""
+def make_patchseq(root: Path, rng, model, clusters: pd.DataFrame, truth_dir: Path, versions: dict, raw_10x: Path,
+                  cells_10x: pd.DataFrame) -> None:
+    """Write the Patch-seq metadata, feature tables and log2 matrix (mapped onto the taxonomy with the 10X cells of
+    ``raw_10x``), and the planted truth."""
     macaque = clusters[clusters["Cluster"].str.startswith("Macaque-")]
     groups = list(PROFILES)
     share = np.array([PROFILES[g][0] for g in groups])
@@ -110,9 +115,11 @@ def make_patchseq(root: Path, rng, model, clusters: pd.DataFrame, truth_dir: Pat
     edir = root / "expression_matrices" / PATCHSEQ / versions["expression_matrices"]
     write_h5ad(edir / FEATURE_MATRIX, sp.csr_matrix(full), cells[["donor_label"]].set_index(cells["cell_label"]),
                gene.set_index("gene_identifier")[["gene_symbol"]], CPM, kinds=("log2",))
-    membership = pd.DataFrame({"cell_label": labels, "cluster_alias": tax["Cluster"], "cluster_label": tax["Cluster_label"]})
-    write_csv(membership, mdir / "cell_to_cluster_membership.csv")
-    write_csv(mmc_results_table(rng, membership, macaque), mdir / "mmc_results.csv")
+    mmc = patchseq_mmc_results(edir / f"{FEATURE_MATRIX}-log2.h5ad", raw_10x, cells_10x, clusters,
+                               pd.Series(tax["Cluster"].to_numpy(), index=labels))
+    write_csv(mmc, mdir / "mmc_results.csv")
+    write_csv(pd.DataFrame({"cell_label": labels, "cluster_alias": mmc["cluster_alias"], "cluster_label": mmc["Cluster_label"]}),
+              mdir / "cell_to_cluster_membership.csv")
     features, truth = _features(rng, labels, group)
     for name, table in features.items():
         write_csv(table, mdir / f"{name}.csv")

@@ -12,7 +12,7 @@ precompute_stats
 reference_markers
     Marker genes of every pair of leaf clusters (t-test with Holm correction, penetrance filters).
 query_markers
-    Markers of every parent node, chosen greedily by utility.
+    Markers of every parent node, chosen greedily by utility (among the genes a query measures: ``measured_genes``).
 map_cells
     Hierarchical mapping with bootstrapping, or flat correlation mapping.
 write_csv, write_extended_json, write_hann_hdf5
@@ -27,7 +27,7 @@ Yao Z et al. (2023) Nature 624:317.
 """
 
 from ._tree import ROOT, TaxonomyTree
-from .assign import MappingResult, map_cells
+from .assign import MappingResult, map_cells, measured_genes
 from .evaluate import agreement, agreement_by_probability, confusions
 from .markers import (ReferenceMarkers, query_markers, read_query_markers, read_reference_markers, reference_markers,
                       write_query_markers)
@@ -36,4 +36,4 @@ from .stats import ReferenceStats, precompute_stats, read_stats
 
 __all__ = ["ROOT", "TaxonomyTree", "ReferenceStats", "precompute_stats", "read_stats", "ReferenceMarkers",
            "reference_markers", "read_reference_markers", "query_markers", "read_query_markers", "write_query_markers",
-           "MappingResult", "map_cells", "write_csv", "write_extended_json", "write_hann_hdf5", "agreement", "agreement_by_probability", "confusions"]
+           "MappingResult", "map_cells", "measured_genes", "write_csv", "write_extended_json", "write_hann_hdf5", "agreement", "agreement_by_probability", "confusions"]

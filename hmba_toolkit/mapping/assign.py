@@ -300,6 +300,57 @@ def map_cells(
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------------------
+def measured_genes(
+    query: ad.AnnData | str | os.PathLike,
+    stats: ReferenceStats,
+    *,
+    query_gene_id_col: str | None = None,
+    reference_symbols: pd.Series | dict | None = None,
+) -> list[str]:
+    """The reference genes a query measures, matched as :func:`map_cells` matches them.
+
+    A query that measures few genes (a spatial panel, a targeted Patch-seq library) maps best with markers chosen
+    among those genes: pass the result to :func:`~hmba_toolkit.mapping.query_markers` as ``genes=`` (Allen's
+    ``query_markers`` step takes the query for the same purpose).
+
+    Parameters
+    ----------
+    query
+        Cells x genes: an AnnData or an h5ad path (only ``var`` is read).
+    stats
+        Reference statistics.
+    query_gene_id_col, reference_symbols
+        As in :func:`map_cells`.
+
+    Returns
+    -------
+    list of str
+        Reference gene identifiers, in the statistics file's order.
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np, pandas as pd
+    >>> from hmba_toolkit.mapping import precompute_stats
+    >>> obs = pd.DataFrame({"Class": ["A"] * 4, "Type": ["a", "a", "b", "b"]}, index=list("wxyz"))
+    >>> ref = ad.AnnData(np.ones((4, 3)), obs=obs, var=pd.DataFrame(index=["G1", "G2", "G3"]))
+    >>> stats = precompute_stats(ref, ["Class", "Type"])
+    >>> panel = ad.AnnData(np.ones((2, 2)), var=pd.DataFrame(index=["Gene3", "Gene9"]))
+    >>> measured_genes(panel, stats, reference_symbols={"G1": "Gene1", "G2": "Gene2", "G3": "Gene3"})
+    ['G3']
+
+    References
+    ----------
+    cell_type_mapper ``query_markers_from_reference_markers`` (``--query_path``), Allen Institute.
+    """
+    if not isinstance(stats, ReferenceStats):
+        raise ParameterTypeError(f"stats must be a ReferenceStats (read_stats(path)), not {type(stats).__name__}")
+    qgenes = _query_genes(_open_query(query), query_gene_id_col)
+    if reference_symbols is not None:
+        qgenes = _symbols_to_identifiers(qgenes, reference_symbols, stats.genes, [])
+    present = set(qgenes)
+    return [g for g in stats.genes if g in present]
+
+
 def _check_lookup(markers: dict, stats: ReferenceStats) -> None:
     """The lookup's nodes must be the taxonomy's and its genes the statistics file's."""
     keys = set(stats.tree.parent_keys())
@@ -501,6 +552,17 @@ def _unit_profiles(P: np.ndarray) -> np.ndarray:
 _NEAR_TIE = 1e-4
 #: A cell whose centred sum of squares over the drawn genes is below this share of its sum of squares is constant
 _CONSTANT = 1e-5
+#: Leaves whose float64 correlations with a cell differ by less than this are tied (profiles that are equal up to
+#: scale and shift over the drawn genes, frequent when a draw holds few genes): the first leaf wins, whatever the
+#: rounding of the BLAS kernel at hand
+_TIE = 1e-10
+
+
+def _first_best(scores: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """Per row, the first column within ``_TIE * norm`` of the row's largest float64 score."""
+    top = scores.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return np.argmax(scores >= top - _TIE * norm[:, None], axis=1)
 
 
 def _top_two(scores: np.ndarray):
@@ -538,7 +600,7 @@ def _settle(scores: np.ndarray, norm: np.ndarray, exact) -> tuple[np.ndarray, np
     if near.any():
         idx = np.flatnonzero(near)
         again = exact(idx)
-        best[idx] = np.argmax(again, axis=1)
+        best[idx] = _first_best(again, norm[idx])
         top[idx] = again[np.arange(idx.size), best[idx]]
     return best, top
 
@@ -571,7 +633,7 @@ def _best_leaf(GT: np.ndarray, P: np.ndarray, exact_source: tuple | None = None)
     scores = GT.T @ unit.T.astype(GT.dtype, copy=False)
     norm, squares = _cell_norms(GT)
     if exact_source is None:
-        best = np.argmax(scores, axis=1)
+        best = _first_best(scores, norm)
         top = scores[np.arange(scores.shape[0]), best].astype(np.float64)
     else:
         source, genes = exact_source
