@@ -207,6 +207,24 @@ def test_command_lines_take_allens_argument_names(golden, tmp_path):
     assert (ours.loc[allen.index, "Cluster_label"] == allen["Cluster_label"]).all()
     bad = subprocess.run(run[:4] + ["/nonexistent.h5ad"] + run[5:], capture_output=True, text=True)
     assert bad.returncode == 1 and "nonexistent.h5ad" in bad.stderr and "Traceback" not in bad.stderr
+    # a query measuring a third of the genes (a panel): its markers are chosen among them
+    panel = ad.read_h5ad(golden / "query.h5ad")
+    panel = panel[:, panel.var_names[::3]].copy()
+    panel.write_h5ad(tmp_path / "panel.h5ad")
+    run = [sys.executable, "-m", "hmba_toolkit.mapping.pipeline", "--h5ad_path", str(golden / "reference.h5ad"),
+           "--hierarchy", json.dumps(LEVELS), "--normalization", "raw", "--output_dir", str(tmp_path / "panel"),
+           "--query_path", str(tmp_path / "panel.h5ad"), "--n_per_utility", "3"]
+    done = subprocess.run(run, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    chosen = mapping.read_query_markers(tmp_path / "panel" / "query_markers.json")
+    tree = mapping.read_stats(tmp_path / "ref" / "precomputed_stats.h5").tree
+    everywhere = mapping.query_markers(mapping.read_reference_markers(tmp_path / "ref" / "reference_markers.h5"), tree,
+                                       n_per_utility=3)
+    measured = set(panel.var_names)
+    assert {g for v in chosen.values() for g in v} <= measured
+    # every node keeps at least the panel genes among its markers chosen from all genes
+    assert all(len(chosen[k]) >= len(measured & set(everywhere[k])) for k in everywhere)
+    assert sum(len(chosen[k]) > len(measured & set(everywhere[k])) for k in everywhere) > 0
 
 
 # ---- bad input ------------------------------------------------------------------------------------------------------

@@ -6,13 +6,15 @@ Example::
         --hierarchy '["Class", "Subclass", "Cluster"]' --normalization raw --output_dir mapping_files
 
 writes ``mapping_files/precomputed_stats.h5``, ``reference_markers.h5`` and ``query_markers.json`` (Allen's
-layouts), ready for ``python -m hmba_toolkit.mapping`` or Allen's own mapper.
+layouts), ready for ``python -m hmba_toolkit.mapping`` or Allen's own mapper. ``--query_path query.h5ad`` chooses the
+query markers among the genes that query measures (a spatial panel, a targeted library).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 import anndata as ad
 
 from ..errors import DataFormatError, HmbaToolkitError, MissingFileError
+from .assign import measured_genes
 from .markers import query_markers, reference_markers
 from .stats import precompute_stats
 
@@ -43,7 +46,8 @@ def build_reference(h5ad_path, hierarchy, output_dir, *, normalization: str = "r
     n_per_utility
         Query markers per (pair of leaves, direction).
     query_genes
-        Restrict the query markers to these genes (a panel).
+        Restrict the query markers to these genes (a panel), or an h5ad path: the genes (``var_names``) of a query,
+        matched to the reference as :func:`~hmba_toolkit.mapping.measured_genes` matches them.
 
     Returns
     -------
@@ -72,6 +76,8 @@ def build_reference(h5ad_path, hierarchy, output_dir, *, normalization: str = "r
     markers = reference_markers(stats, output_path=out / "reference_markers.h5")
     times["reference_markers"] = time.perf_counter() - t
     t = time.perf_counter()
+    if isinstance(query_genes, (str, os.PathLike)):
+        query_genes = measured_genes(query_genes, stats)
     query_markers(markers, stats.tree, n_per_utility=n_per_utility, genes=query_genes,
                   output_path=out / "query_markers.json")
     times["query_markers"] = time.perf_counter() - t
@@ -87,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--normalization", default="raw")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--n_per_utility", type=int, default=30)
+    p.add_argument("--query_path", default=None,
+                   help="h5ad of a query measuring few genes (a panel): markers are chosen among its genes")
     args = p.parse_args(argv)
     try:
         try:
@@ -94,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         except json.JSONDecodeError:
             hierarchy = args.hierarchy
         done = build_reference(args.h5ad_path, hierarchy, args.output_dir, normalization=args.normalization,
-                               n_per_utility=args.n_per_utility)
+                               n_per_utility=args.n_per_utility, query_genes=args.query_path)
     except HmbaToolkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
