@@ -345,6 +345,8 @@ def test_demo_patchseq_mapping_comes_from_this_mapper_and_is_reproduced_from_the
     query = ad.read_h5ad(cache.get_file_path(d, "HMBA-Macaque-PatchSeq-BG/log2"))
     measured = mapping.measured_genes(query, stats, query_gene_id_col="gene_symbol", reference_symbols=symbols)
     assert 250 <= len(measured) <= query.n_vars
+    with pytest.raises(ParameterError, match="none of the query's 300 genes is a reference gene"):
+        mapping.measured_genes(query, stats)  # NCBI Gene ids against the aligned set's identifiers
     lookup = mapping.query_markers(mapping.reference_markers(stats), stats.tree, genes=measured)
     result = mapping.map_cells(query, stats, lookup, normalization="log2CPM", algorithm="hann",
                                query_gene_id_col="gene_symbol", reference_symbols=symbols)

@@ -2,15 +2,16 @@
 
 The real set holds 717 striatal neurons of *Macaca mulatta* and *M. nemestrina* (SMART-Seq v4), each with a
 transcriptome mapped onto the HMBA taxonomy by MapMyCells (HANN; in the demo by this toolkit's HANN on the demo's
-10X cells, see ``_abc_mapmycells``), electrophysiology features (action potential,
-sweep, chirp and cross-sweep long-square tables) and, for reconstructed cells, morphology features. The demo keeps
+10X cells, see ``_abc_mapmycells``), electrophysiology features (action potential, sweep, chirp and cross-sweep
+long-square tables) and, for reconstructed cells, morphology features. The demo keeps
 the real table names and the column names Allen's Patch-seq notebook uses, with fewer cells and a subset of the
 features (each named as in the release). Genes are the macaque MERSCOPE panel's, with their macaque NCBI Gene ids.
 
 Planted ground truth (``ground_truth/patchseq_cells.csv`` and ``patchseq_features.csv``): each cell's Group (its
 expression and features were drawn from it; the membership and ``mmc_results`` hold the mapped Group, which can
-differ) and morpho-electric means per Group. Fast-spiking interneurons have narrow spikes, cholinergic interneurons large somata and wide spikes; D1 matrix
-MSNs have wider spikes (``width_rheo``) and larger somata (``soma_surface_area``) than D2 matrix MSNs.
+differ) and morpho-electric means per Group. Fast-spiking interneurons have narrow spikes, cholinergic interneurons
+large somata and wide spikes; D1 matrix MSNs have wider spikes (``width_rheo``) and larger somata
+(``soma_surface_area``) than D2 matrix MSNs.
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ def make_patchseq(root: Path, rng, model, clusters: pd.DataFrame, truth_dir: Pat
     mmc = patchseq_mmc_results(edir / f"{FEATURE_MATRIX}-log2.h5ad", raw_10x, cells_10x, clusters,
                                pd.Series(tax["Cluster"].to_numpy(), index=labels))
     write_csv(mmc, mdir / "mmc_results.csv")
-    write_csv(pd.DataFrame({"cell_label": labels, "cluster_alias": mmc["cluster_alias"], "cluster_label": mmc["Cluster_label"]}),
-              mdir / "cell_to_cluster_membership.csv")
+    membership = pd.DataFrame({"cell_label": labels, "cluster_alias": mmc["cluster_alias"],
+                               "cluster_label": mmc["Cluster_label"]})
+    write_csv(membership, mdir / "cell_to_cluster_membership.csv")
     features, truth = _features(rng, labels, group)
     for name, table in features.items():
         write_csv(table, mdir / f"{name}.csv")

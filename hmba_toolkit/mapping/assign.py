@@ -338,6 +338,11 @@ def measured_genes(
     >>> measured_genes(panel, stats, reference_symbols={"G1": "Gene1", "G2": "Gene2", "G3": "Gene3"})
     ['G3']
 
+    Raises
+    ------
+    ParameterError
+        When the query measures none of the reference genes (another species or identifier type).
+
     References
     ----------
     cell_type_mapper ``query_markers_from_reference_markers`` (``--query_path``), Allen Institute.
@@ -348,7 +353,15 @@ def measured_genes(
     if reference_symbols is not None:
         qgenes = _symbols_to_identifiers(qgenes, reference_symbols, stats.genes, [])
     present = set(qgenes)
-    return [g for g in stats.genes if g in present]
+    found = [g for g in stats.genes if g in present]
+    if not found:
+        raise ParameterError(
+            f"measured_genes: none of the query's {len(qgenes)} genes is a reference gene (query genes look like "
+            f"{qgenes[:3]}, reference genes like {list(stats.genes[:3])}): the query must use the reference's gene "
+            "identifiers and species" + ("" if query_gene_id_col or reference_symbols is not None else
+                                         "; name a var column holding them with query_gene_id_col=, or match "
+                                         "symbols with reference_symbols="))
+    return found
 
 
 def _check_lookup(markers: dict, stats: ReferenceStats) -> None:
