@@ -563,3 +563,18 @@ def test_tied_leaves_go_to_the_first_whatever_the_rounding():
         assert tied.sum() > 400 and (best[tied] == 1).all()
         best, _ = _best_leaf(G.astype(np.float32) if exact else G, P[[0, 2, 1]], exact_source=source)
         assert (best[tied] == 1).all()
+
+
+def test_statistics_from_files_list_the_counted_cells_at_the_leaf_level(golden, tmp_path):
+    """Allen's tool reads the leaf level of the tree as lists of cell rows (a count there stops it with a TypeError):
+    statistics built from h5ad files list, per leaf, the obs rows of the cells the files hold."""
+    obs = ad.read_h5ad(golden / "reference.h5ad", backed="r").obs
+    extra = pd.DataFrame({c: [obs[c].iloc[0]] for c in LEVELS}, index=["not_in_the_files"])
+    stats = mapping.precompute_stats(golden / "reference.h5ad", LEVELS, obs=pd.concat([extra, obs[LEVELS]]))
+    leaf = stats.tree.data["Cluster"]
+    assert all(isinstance(rows, list) for rows in leaf.values())
+    np.testing.assert_array_equal([len(leaf[c]) for c in stats.clusters], stats.n_cells)
+    assert 0 not in {i for rows in leaf.values() for i in rows}  # the row of the cell no file holds
+    stats.write(tmp_path / "s.h5")
+    again = mapping.read_stats(tmp_path / "s.h5").tree.data["Cluster"]
+    assert again == leaf

@@ -288,10 +288,13 @@ def precompute_stats(
         n_cells += np.bincount(codes[codes >= 0], minlength=len(clusters))
     else:
         found = 0
+        counted = np.zeros(len(obs), dtype=bool)  # the obs rows of the cells the files hold
         for p in paths:
             csr = open_csr(p, layer)
-            codes = codes_for(read_h5ad_obs_names(p))
+            names = read_h5ad_obs_names(p)
+            codes = codes_for(names)
             found += int((codes >= 0).sum())
+            counted[obs.index.get_indexer(names[codes >= 0])] = True
             for a, b, vals, idx, ptr in iter_blocks(csr, row_blocks(csr.indptr, chunk_nnz)):
                 _check_values(vals, normalization, str(p))
                 _accumulate(vals, idx, ptr, codes[a:b], log_input, *acc.values())
@@ -299,8 +302,8 @@ def precompute_stats(
         if found == 0:
             raise ParameterError(f"none of the cells of {[p.name for p in paths]} is in obs's index "
                                  f"(e.g. {list(obs.index[:2])}); obs must be indexed by cell label")
-    tree.data[tree.leaf_level] = {c: int(k) for c, k in zip(clusters, n_cells)} if paths is not None \
-        else tree.data[tree.leaf_level]
+    if paths is not None:  # the leaf level lists the obs rows of the cells counted (Allen's tool requires lists)
+        tree.data[tree.leaf_level] = {c: [i for i in rows if counted[i]] for c, rows in tree.data[tree.leaf_level].items()}
     meta = {"config": {"hierarchy": tree.hierarchy, "normalization": normalization, "layer": layer or "X",
                        "h5ad_path": [str(p) for p in paths] if paths else None},
             "timestamp": _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S"), "module": "hmba_toolkit.mapping.stats",
