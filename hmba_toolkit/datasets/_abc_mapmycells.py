@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..io.h5ad import read_h5ad_var
 from ..mapping import (ReferenceStats, map_cells, measured_genes, precompute_stats, query_markers, reference_markers,
                        write_query_markers)
 from ._demo_common import LEVELS
@@ -79,7 +80,7 @@ def patchseq_mmc_results(query_h5ad: Path, raw_h5ad: Path, cells: pd.DataFrame, 
     groups = set(clusters.loc[of_species, "Group"])
     neuronal = (clusters["Neighborhood"] != "Nonneuron") & clusters["Group"].isin(groups)
     stats = reference_stats(raw_h5ad, cells, clusters, set(clusters.loc[neuronal, "Cluster"]))
-    symbols = ad.read_h5ad(raw_h5ad, backed="r").var["gene_symbol"].astype(str)
+    symbols = read_h5ad_var(raw_h5ad)["gene_symbol"].astype(str)
     query = ad.read_h5ad(query_h5ad)
     measured = measured_genes(query, stats, query_gene_id_col="gene_symbol", reference_symbols=symbols)
     lookup = query_markers(reference_markers(stats), stats.tree, genes=measured)

@@ -248,8 +248,7 @@ def map_cells(
         raise ParameterError(
             f"none of the {len(marker_set)} marker genes is in the query (query genes look like {qgenes[:3]}, markers "
             f"like {marker_set[:3]}): the query must use the reference's gene identifiers and species"
-            + ("" if query_gene_id_col or reference_symbols is not None else
-               "; name a var column holding them with query_gene_id_col=, or match symbols with reference_symbols="))
+            + _matching_hint(query_gene_id_col, reference_symbols))
     missing = len(marker_set) - len(used)
     if missing:
         log.append(f"WARNING: {missing} marker genes were not present in the query dataset. They have been ignored")
@@ -358,10 +357,15 @@ def measured_genes(
         raise ParameterError(
             f"measured_genes: none of the query's {len(qgenes)} genes is a reference gene (query genes look like "
             f"{qgenes[:3]}, reference genes like {list(stats.genes[:3])}): the query must use the reference's gene "
-            "identifiers and species" + ("" if query_gene_id_col or reference_symbols is not None else
-                                         "; name a var column holding them with query_gene_id_col=, or match "
-                                         "symbols with reference_symbols="))
+            "identifiers and species" + _matching_hint(query_gene_id_col, reference_symbols))
     return found
+
+
+def _matching_hint(query_gene_id_col, reference_symbols) -> str:
+    """How to match a query's genes another way, when neither way was asked for."""
+    if query_gene_id_col or reference_symbols is not None:
+        return ""
+    return "; name a var column holding them with query_gene_id_col=, or match symbols with reference_symbols="
 
 
 def _check_lookup(markers: dict, stats: ReferenceStats) -> None:

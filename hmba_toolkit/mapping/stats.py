@@ -303,7 +303,8 @@ def precompute_stats(
             raise ParameterError(f"none of the cells of {[p.name for p in paths]} is in obs's index "
                                  f"(e.g. {list(obs.index[:2])}); obs must be indexed by cell label")
     if paths is not None:  # the leaf level lists the obs rows of the cells counted (Allen's tool requires lists)
-        tree.data[tree.leaf_level] = {c: [i for i in rows if counted[i]] for c, rows in tree.data[tree.leaf_level].items()}
+        tree.data[tree.leaf_level] = {c: np.asarray(rows)[counted[rows]].tolist()
+                                      for c, rows in tree.data[tree.leaf_level].items()}
     meta = {"config": {"hierarchy": tree.hierarchy, "normalization": normalization, "layer": layer or "X",
                        "h5ad_path": [str(p) for p in paths] if paths else None},
             "timestamp": _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S"), "module": "hmba_toolkit.mapping.stats",
