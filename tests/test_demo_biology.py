@@ -108,8 +108,11 @@ def test_d1_and_d2_msns_differ_by_the_known_genes(cache, tenx):
         warnings.simplefilter("ignore")
         de = pseudobulk(raw, "Group", replicate="donor_label", reference="STRd D2 Matrix MSN",
                         groups=["STRd D1 Matrix MSN"], min_cells=5, seed=0)
-    top = de.head(20)
-    assert not top["gene"].str.match(r"^(RP[LS]\d|MT-|MRP[LS])").any(), top["gene"].tolist()
+    assert not de.head(20)["gene"].str.match(r"^(RP[LS]\d|MT-|MRP[LS])").any(), de.head(20)["gene"].tolist()
+    # the canonical markers are switched on in one pathway and off in the other: the largest significant folds (the
+    # smallest p-values go to genes raised a few fold at a higher level, such as the panel genes of either type)
+    significant = de[de["padj"] < 1e-10]
+    top = significant.loc[significant["log2_fold_change"].abs().sort_values(ascending=False, kind="stable").index[:20]]
     up = set(top.loc[top["log2_fold_change"] > 0, "gene"])
     down = set(top.loc[top["log2_fold_change"] < 0, "gene"])
     assert len(up & {"DRD1", "TAC1", "PDYN", "EBF1", "RXFP1", "ISL1"}) >= 4, up

@@ -25,18 +25,18 @@ import hashlib
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .._log2cpm import CPM
 from .._files import md5sum
 from ._abc_mapmycells import make_mapmycells
 from ._abc_patchseq import PATCHSEQ, make_patchseq
 from ._abc_spatial import SPATIAL, make_spatial
-from ._demo_common import DONOR_COLUMNS, LEVELS, counts, data_table, uuid4, write_csv, write_h5ad, write_view
+from ._demo_common import DONOR_COLUMNS, LEVELS, counts, data_table, on_genes, uuid4, write_csv, write_h5ad, write_view
 
 SEED = 20250428
 BUCKET_URL = "https://allen-brain-cell-atlas.s3.us-west-2.amazonaws.com/"
@@ -93,6 +93,7 @@ DONORS = pd.DataFrame(
     columns=DONOR_COLUMNS,
 )
 CELLS_PER_DONOR = {"Human": 220, "Macaque": 200, "Marmoset": 300}
+MIN_CELLS_PER_GROUP = 4  # sampled cells of every Group (the last donor of each species tops rare Groups up)
 
 # The 20 regions of interest of the release, in value-set order (GPe is 15th, as in the release). Names, labels and the
 # DHBA ids of CaH, CaB, PuR, PuC, NAC, GP, GPe, GPi, VeP, STH, SN, VTA and Br are the release's; the pairing of the
@@ -166,13 +167,29 @@ CANONICAL = {
 HOUSEKEEPING = {"ACTB": 60, "EEF1A1": 50, "TPT1": 40, "FTH1": 35, "FTL": 25, "CALM1": 35, "CALM2": 25, "UBB": 25,
                 "UBC": 15, "GAPDH": 30, "TMSB4X": 20, "PPIA": 15, "YWHAZ": 15, "HSP90AB1": 15, "B2M": 8}
 RIBOSOMAL_CP10K = 6.0
-# Markers of cell types absent from the basal ganglia (cortical glutamatergic neurons): off in every cell.
+# Markers of cell types absent from the basal ganglia (cortical glutamatergic neurons): off in every basal-ganglia
+# cell, on in the Adjacent cortical types of the spatial sections.
 SILENT = ["SLC17A7", "SATB2", "NEUROD6", "TBR1"]
 ON_CP10K = 8.0  # median level of a program gene where it is on (log-normal, sd 0.35 in log)
 OFF_CP10K = 0.005  # level of a program gene where it is off
 EXTRA_FOLD = (2.0, 5.0)  # random extra program genes of a Group: expressed this many times above their usual level
 STRIOSOME_GENES = {"KCNIP1"}  # striosome marker planted in the striosome MSN Groups
+# Designed spatial panels hold genes chosen to tell the taxonomy's types apart at every level: every taxon (and every
+# Adjacent type) is marked by this many genes of each species' panel, drawn at random among the panel genes no other
+# program uses.
+PANEL_GENES_PER_TYPE = 3
+PANEL_FOLD = (4.0, 16.0)  # a panel gene is this many times above its usual level in the types it marks
+_NEURON = ["SNAP25", "SYT1", "RBFOX3"]
+# Neurons of the grey matter around the basal ganglia, outside the released taxonomy ("Adjacent" in the spatial
+# sections): cortical, claustral and thalamic glutamatergic types, named here by their anatomy.
+ADJACENT_TYPES = {
+    "CTX IT Glut": _NEURON + ["SLC17A7", "SATB2", "CUX2", "RORB"],
+    "CTX ET-CT Glut": _NEURON + ["SLC17A7", "TBR1", "FEZF2", "NEUROD6"],
+    "CLA Glut": _NEURON + ["SLC17A7", "NR4A2", "NTNG2", "SYNPR"],
+    "TH Glut": _NEURON + ["SLC17A6", "TCF7L2", "SHOX2", "ZIC1"],
+}
 GRADIENT_GENE = "CNR1"
+GRADIENT_CP10K = 3.0  # level of the gradient gene outside the gradient (in every cell type)
 VIEW_GENES = ["SLC17A6", "SLC32A1", "PTPRC", "PLP1", "AQP4", "DRD1", "DRD2"]  # Allen's example view  # dorsolateral-high gradient across the striatum (on all three panels)
 
 
@@ -295,6 +312,9 @@ def _group_weight(group: str, subclass: str, klass: str) -> float:
     return 0.8
 
 
+_HOUSEKEEPING_LIKE = re.compile(r"(MT-|RP[LS]\d|MRP[LS]|NDUF|COX\d|ATP5|UQCR|SDH[A-D])")
+
+
 # --------------------------------------------------------------------------------------------
 # the expression model
 # --------------------------------------------------------------------------------------------
@@ -304,12 +324,14 @@ class ExpressionModel:
     Every gene has a level per cell type in counts per 10,000 transcripts (CP10k); ``base`` holds the natural log of
     the levels where no program is on, ``lineage_effect`` the log increase where one is. Program genes are off
     (``OFF_CP10K``) outside their programs and on (about ``ON_CP10K``) inside; housekeeping and ribosomal genes are
-    broadly expressed; background genes have log-normal levels shared by every cell type. Counts are drawn with mean
-    ``libsize * level / 1e4`` (the remaining transcripts are not simulated), so a level is the expected count per 10,000
-    transcripts of the nucleus.
+    broadly expressed; background genes have log-normal levels shared by every cell type. Every taxon and every
+    Adjacent type (``adjacent_effect``) has :data:`PANEL_GENES_PER_TYPE` program genes on each spatial panel. Counts
+    are drawn with mean ``libsize * level / 1e4`` (the remaining transcripts are not simulated), so a level is the
+    expected count per 10,000 transcripts of the nucleus.
     """
 
-    def __init__(self, rng: np.random.Generator, genes: pd.DataFrame, groups: pd.DataFrame, spatial_symbols: set[str]):
+    def __init__(self, rng: np.random.Generator, genes: pd.DataFrame, groups: pd.DataFrame,
+                 panels: dict[str, set[str]]):
         markers = data_table("group_markers_CAS_CCN20250428.tsv").set_index("Group")["marker_gene_evidence"].fillna("")
         symbols = set(genes["gene_symbol"])
         housekeeping = {g: float(v) for g, v in HOUSEKEEPING.items() if g in symbols}
@@ -321,22 +343,34 @@ class ExpressionModel:
                 if lvl == "Group":
                     chosen += [m for m in str(markers.get(name, "")).split("|") if m]
                 program[(lvl, name)] = {g: 0.0 for g in chosen if g in symbols and g not in housekeeping}
+        for name, chosen in ADJACENT_TYPES.items():
+            program[("Adjacent", name)] = {g: 0.0 for g in chosen if g in symbols}
+        # panel genes of every taxon and Adjacent type, per species panel
+        taken = (set(housekeeping) | set(SILENT) | {g for p in program.values() for g in p} | STRIOSOME_GENES
+                 | {GRADIENT_GENE})  # genes with a spatial role of their own are nobody's panel genes
+        fold: dict[tuple[tuple[str, str], str], tuple[float, float]] = {}  # genes raised by a fold, not switched on
+        for species in sorted(panels):
+            panel_pool = sorted(g for g in panels[species] & symbols
+                                if g not in taken and not _HOUSEKEEPING_LIKE.match(g))
+            for key in sorted(program):
+                for g in rng.choice(panel_pool, size=PANEL_GENES_PER_TYPE, replace=False):
+                    program[key][str(g)] = 0.0
+                    fold[(key, str(g))] = PANEL_FOLD
         # extra program genes per Group: moderate differences of broadly expressed genes (never housekeeping,
         # ribosomal or mitochondrial-function genes), and striosome genes
         excluded = set(housekeeping) | set(SILENT) | {g for p in program.values() for g in p}
-        background = sorted(g for g in symbols - excluded
-                            if not re.match(r"(MT-|RP[LS]\d|MRP[LS]|NDUF|COX\d|ATP5|UQCR|SDH[A-D])", g))
+        background = sorted(g for g in symbols - excluded if not _HOUSEKEEPING_LIKE.match(g))
         pool = rng.choice(background, size=900, replace=False)
-        extras: set[tuple[str, str]] = set()
         for name in sorted(groups["Group"].unique()):
             for g in rng.choice(pool, size=6, replace=False):
                 if str(g) not in program[("Group", name)]:
                     program[("Group", name)][str(g)] = 0.0
-                    extras.add((name, str(g)))
+                    fold[(("Group", name), str(g))] = EXTRA_FOLD
             if "Striosome" in name:
                 for g in STRIOSOME_GENES:
                     program[("Group", name)][g] = 0.0
-        planted = sorted({g for (name, _), p in program.items() for g in p} - {g for _, g in extras})
+        planted = sorted({g for p in program.values() for g in p} - {g for _, g in fold})
+        spatial_symbols = set().union(*panels.values())
         universe = sorted(set(pool) | set(planted) | set(housekeeping) | set(SILENT) & symbols
                           | (spatial_symbols & symbols) | {GRADIENT_GENE})
         self.genes = universe
@@ -351,9 +385,10 @@ class ExpressionModel:
                 level[self.index[g]] = OFF_CP10K
         for g, v in housekeeping.items():
             level[self.index[g]] = v
+        level[self.index[GRADIENT_GENE]] = GRADIENT_CP10K
         self.base = np.log(level)
-        # a marker's on level is the same in all its programs; an extra gene is raised by a fold in its Group
-        self.program = {key: {g: (float(np.log(rng.uniform(*EXTRA_FOLD))) if key[0] == "Group" and (key[1], g) in extras
+        # a marker's on level is the same in all its programs; an extra or panel gene is raised by a fold in its type
+        self.program = {key: {g: (float(np.log(rng.uniform(*fold[(key, g)]))) if (key, g) in fold
                                   else float(np.log(on[g]) - self.base[self.index[g]]))
                               for g in genes_} for key, genes_ in program.items()}
         self.species_effect = {
@@ -362,17 +397,23 @@ class ExpressionModel:
             "Marmoset": rng.normal(0, 0.5, size=n) * (rng.random(n) < 0.3),
         }
         self._effects: dict[tuple[str, ...], np.ndarray] = {}
+        self.adjacent_types = list(ADJACENT_TYPES)
 
     def lineage_effect(self, lineage: dict[str, str]) -> np.ndarray:
         """Planted log effect of a cell's lineage (max over its four levels' programs); memoised."""
-        key = tuple(lineage[lvl] for lvl in ("Neighborhood", "Class", "Subclass", "Group"))
+        levels = ("Neighborhood", "Class", "Subclass", "Group", "Adjacent")
+        key = tuple(lineage.get(lvl, "") for lvl in levels)
         if key not in self._effects:
             eff = np.zeros(len(self.genes))
-            for lvl, name in zip(("Neighborhood", "Class", "Subclass", "Group"), key):
+            for lvl, name in zip(levels, key):
                 for g, lfc in self.program.get((lvl, name), {}).items():
                     eff[self.index[g]] = max(eff[self.index[g]], lfc)
             self._effects[key] = eff
         return self._effects[key]
+
+    def adjacent_effect(self, name: str) -> np.ndarray:
+        """Planted log effect of the Adjacent type ``name`` (one of :data:`ADJACENT_TYPES`)."""
+        return self.lineage_effect({"Neighborhood": "", "Class": "", "Subclass": "", "Group": "", "Adjacent": name})
 
     def truth(self) -> pd.DataFrame:
         rows = [
@@ -391,6 +432,20 @@ def _barcodes(rng, n: int) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # 10X
 # --------------------------------------------------------------------------------------------
+def _top_up(rng, pick: np.ndarray, group: np.ndarray, seen: Counter) -> None:
+    """Give every Group of a sample's candidates at least :data:`MIN_CELLS_PER_GROUP` cells so far, replacing
+    (in place) picks of Groups that have many; the demo's mapping reference needs every Group twice or more."""
+    picked = Counter(group[pick])
+    for g in sorted(set(group)):
+        need = MIN_CELLS_PER_GROUP - seen[g] - picked[g]
+        if need <= 0:
+            continue
+        spare = np.flatnonzero([seen[x] + picked[x] > 4 * MIN_CELLS_PER_GROUP for x in group[pick]])[:need]
+        members = np.flatnonzero(group == g)
+        pick[spare] = members[rng.integers(len(members), size=len(spare))]
+        picked = Counter(group[pick])
+
+
 def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, aligned_genes: pd.DataFrame,
               truth_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write both 10X directories; return (all simulated cells, cell_to_cluster_membership rows)."""
@@ -398,6 +453,8 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
     libraries, cells, blocks = [], [], []
     donor_effect_rows = []
     n_genes = len(model.genes)
+    seen: Counter = Counter()  # cells per Group so far
+    last_of = {species: int(i) for i, species in DONORS.groupby("species_genus").tail(1)["species_genus"].items()}
     for di, d in enumerate(DONORS.itertuples(index=False)):
         species = d.species_genus
         donor_eff = rng.normal(0, 0.15, size=n_genes)
@@ -413,6 +470,9 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
             gw = ok.groupby("Group").apply(lambda t: _group_weight(t.name, t["Subclass"].iloc[0], t["Class"].iloc[0]), include_groups=False)
             w = ok["Group"].map(gw / ok.groupby("Group").size()).to_numpy(float)
             pick = rng.choice(len(ok), size=per_roi, p=w / w.sum())
+            if di == last_of[species]:
+                _top_up(rng, pick, ok["Group"].to_numpy(), seen)
+            seen.update(ok["Group"].to_numpy()[pick])
             sample = f"{rng.integers(800, 2500)}_{'ABCDEFGH'[k % 8]}{rng.integers(1, 12):02d}"
             day = f"2{rng.integers(2, 5)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
             # library labels: method prefix, date, batch (unique per donor), well
@@ -455,14 +515,16 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
     all_counts = np.vstack(blocks)
     truth = model.truth()
     truth_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(truth, truth_dir / "programs.csv")
+    adjacent = truth["level"] == "Adjacent"  # programs of the spatial sections' Adjacent types, not of 10X cells
+    write_csv(truth[~adjacent], truth_dir / "programs.csv")
+    write_csv(truth[adjacent], truth_dir / "spatial" / "adjacent_programs.csv")
     write_csv(pd.DataFrame(donor_effect_rows), truth_dir / "donor_effects.csv")
     sp_rows = [{"species": s, "gene_symbol": g, "log_effect": round(float(e), 6)}
                for s, eff in model.species_effect.items() for g, e in zip(model.genes, eff) if e != 0]
     write_csv(pd.DataFrame(sp_rows), truth_dir / "species_effects.csv")
 
     # full-gene matrices on the aligned gene table (genes outside the model's universe are zero)
-    full = _on_genes(all_counts, model.genes, aligned_genes["gene_symbol"])
+    full = on_genes(all_counts, model.genes, aligned_genes["gene_symbol"])
     lib_df = pd.DataFrame(libraries)
     meta_cols = ["cell_label", "cell_barcode", "donor_label", "barcoded_cell_sample_label", "library_label",
                  "alignment_job_id", "doublet_score", "umi_count", "feature_matrix_label", "dataset_label", "abc_sample_id"]
@@ -491,7 +553,7 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
         for species, table in species_genes.items():
             rows = (cells["species"] == species).to_numpy()
             var = table.set_index("gene_identifier")[["gene_symbol"]]
-            matrix = _on_genes(all_counts[rows], model.genes, table["gene_symbol"])
+            matrix = on_genes(all_counts[rows], model.genes, table["gene_symbol"])
             write_csv(table, mdir / f"{species.lower()}_gene.csv")
             write_h5ad(edir / f"{PER_SPECIES}-{species}", matrix, obs[rows], var, CPM)
             keep = ~dropped[rows]
@@ -504,18 +566,6 @@ def _make_10x(root: Path, rng, model: ExpressionModel, clusters: pd.DataFrame, a
     membership.loc[unannotated, "cluster_alias"] = [f"{s}-{1900 + i}" for i, s in enumerate(cells.loc[unannotated, "species"])]
     membership.loc[unannotated, "cluster_label"] = [f"CS20250428_CLUST_{1800 + i:04d}" for i in range(int(unannotated.sum()))]
     return cells.assign(in_metadata=~dropped), membership
-
-
-def _on_genes(counts_: np.ndarray, model_genes: list[str], symbols: pd.Series) -> sp.csr_matrix:
-    """Counts of the model's genes placed on a gene table's columns (by symbol; other columns are zero)."""
-    position = {g: i for i, g in enumerate(model_genes)}
-    cols = np.array([position.get(g, -1) for g in symbols.fillna("")])
-    dense = np.zeros((counts_.shape[0], len(cols)), dtype=np.int32)
-    present = cols >= 0
-    dense[:, present] = counts_[:, cols[present]]
-    out = sp.csr_matrix(dense)
-    out.sort_indices()
-    return out
 
 
 def species_gene_tables() -> dict[str, pd.DataFrame]:
@@ -616,10 +666,9 @@ def generate(root: Path, truth_dir: Path) -> None:
     frames = taxonomy_frames()
     clusters = frames.pop("_clusters")
     aligned_genes = data_table("gene_HMBA-10xMultiome-BG-Aligned.tsv")
-    spatial_symbols = set()
-    for _, _, _, gene_file in SPATIAL.values():
-        spatial_symbols |= set(data_table(gene_file)["gene_symbol"].dropna())
-    model = ExpressionModel(rng, aligned_genes, clusters, spatial_symbols)
+    panels = {species: set(data_table(gene_file)["gene_symbol"].dropna())
+              for species, (_, _, _, gene_file) in SPATIAL.items()}
+    model = ExpressionModel(rng, aligned_genes, clusters, panels)
     cells, membership = _make_10x(root, rng, model, clusters, aligned_genes, truth_dir)
     n_cells = cells[cells["in_metadata"]].groupby("cluster_alias").size()
     cluster = pd.DataFrame({"label": clusters["Cluster_label"], "cluster_alias": clusters["Cluster"],
@@ -639,7 +688,7 @@ def generate(root: Path, truth_dir: Path) -> None:
     write_csv(cells[["cell_label", "species", "cluster_alias", "in_metadata"]], truth_dir / "cells_10x.csv")
     for species in ("Human", "Macaque", "Marmoset"):
         directory = SPATIAL[species][0]
-        make_spatial(root, rng, model, clusters, species, truth_dir, RELEASES[RELEASE][directory])
+        make_spatial(root, rng, model, clusters, species, truth_dir, RELEASES[RELEASE][directory], raw, cells)
         if species == "Human":  # the re-released human metadata (20260228): the same tables
             new, old = (root / "metadata" / directory / RELEASES[r][directory]["metadata"] for r in ("20260228", RELEASE))
             shutil.copytree(old, new)

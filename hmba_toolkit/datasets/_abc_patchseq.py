@@ -9,9 +9,9 @@ features (each named as in the release). Genes are the macaque MERSCOPE panel's,
 
 Planted ground truth (``ground_truth/patchseq_cells.csv`` and ``patchseq_features.csv``): each cell's Group (its
 expression and features were drawn from it; the membership and ``mmc_results`` hold the mapped Group, which can
-differ) and morpho-electric means per Group. Fast-spiking interneurons have narrow spikes, cholinergic interneurons
-large somata and wide spikes; D1 matrix MSNs have wider spikes (``width_rheo``) and larger somata
-(``soma_surface_area``) than D2 matrix MSNs.
+differ), its off-target contamination (share and source Group) and morpho-electric means per Group. Fast-spiking
+interneurons have narrow spikes, cholinergic interneurons large somata and wide spikes; D1 matrix MSNs have wider
+spikes (``width_rheo``) and larger somata (``soma_surface_area``) than D2 matrix MSNs.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ PROFILES = {
     "STRd Cholinergic GABA": (0.07, 1.55, 900.0, 260.0, 90.0, 2.9),
 }
 N_CELLS = 180
+# Patch-seq samples pick up transcripts of the cells around the pipette (Tripathy et al. 2018, "Assessing
+# transcriptome quality in patch-seq datasets", Front. Mol. Neurosci. 11:363, doi:10.3389/fnmol.2018.00363): glia and
+# the abundant matrix MSNs
+CONTAMINANTS = ["Astrocyte", "Oligo OPALIN", "Microglia", "STRd D1 Matrix MSN", "STRd D2 Matrix MSN"]
+CONTAMINATION_BETA = (1.5, 6.0)  # share of each sample's transcripts from one contaminating cell type
+PANEL_MOLECULES = 3000  # median molecules per cell captured on the panel's genes
 
 
 def make_patchseq(root: Path, rng, model, clusters: pd.DataFrame, truth_dir: Path, versions: dict, raw_10x: Path,
@@ -107,7 +113,9 @@ def make_patchseq(root: Path, rng, model, clusters: pd.DataFrame, truth_dir: Pat
     gcols = np.array([model.index[g] for g in present])
     logits = np.stack([(model.base + model.lineage_effect(r.to_dict()) + model.species_effect["Macaque"])[gcols]
                        for _, r in tax.iterrows()])
-    c = counts(rng, logits, rng.lognormal(np.log(4e5), 0.3, N_CELLS), normalize=True)
+    logits, contamination, source = _contaminate(rng, logits, model, macaque, gcols)
+    # molecules on the panel's genes: little cytosol, a few thousand (the reads are amplified copies of them)
+    c = counts(rng, logits, rng.lognormal(np.log(PANEL_MOLECULES), 0.5, N_CELLS), dispersion=0.5, normalize=True)
     full = np.zeros((N_CELLS, len(gene)), dtype=np.int32)
     pos = {g: i for i, g in enumerate(present)}
     for j, g in enumerate(gene["gene_symbol"]):
@@ -125,9 +133,22 @@ def make_patchseq(root: Path, rng, model, clusters: pd.DataFrame, truth_dir: Pat
     features, truth = _features(rng, labels, group)
     for name, table in features.items():
         write_csv(table, mdir / f"{name}.csv")
-    write_csv(pd.DataFrame({"cell_label": labels, "Group": group, "donor_label": donor, "region": region}),
+    write_csv(pd.DataFrame({"cell_label": labels, "Group": group, "donor_label": donor, "region": region,
+                            "contamination": np.round(contamination, 4), "contaminant_Group": source}),
               truth_dir / "patchseq_cells.csv")
     write_csv(truth, truth_dir / "patchseq_features.csv")
+
+
+def _contaminate(rng, logits: np.ndarray, model, macaque: pd.DataFrame, gcols: np.ndarray):
+    """Off-target transcripts: each cell's levels mixed with a share (:data:`CONTAMINATION_BETA`) of one of
+    :data:`CONTAMINANTS` (Tripathy et al. 2018). Returns the log levels, the shares and the contaminating Groups."""
+    share = rng.beta(*CONTAMINATION_BETA, size=len(logits))
+    source = np.array(CONTAMINANTS)[rng.integers(len(CONTAMINANTS), size=len(logits))]
+    first = macaque.drop_duplicates("Group").set_index("Group")
+    profile = {g: np.exp((model.base + model.lineage_effect(first.loc[g].to_dict())
+                          + model.species_effect["Macaque"])[gcols]) for g in CONTAMINANTS}
+    level = (1 - share[:, None]) * np.exp(logits) + share[:, None] * np.stack([profile[g] for g in source])
+    return np.log(level), share, source
 
 
 def _features(rng, labels: list[str], group: np.ndarray) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:

@@ -6,16 +6,21 @@ caudate and putamen (striatum, ``STR``) split by the internal capsule (white mat
 external and internal pallidum (``GPe``, ``GPi``) medial to the putamen, ``GPi`` only in caudal planes; the ventral
 pallidum (``VeP``) below; cortex-like grey matter around them ("Basal ganglia and adjacent"). Cell density differs
 by region (dense striatum, sparse white matter); striosome patches in the striatum hold striosome MSNs; a
-dorsolateral-high gradient gene runs across the striatum. Cells outside the basal-ganglia taxonomy ("Adjacent") are
-encoded as the release encodes them: a ``cell_to_cluster_membership`` row whose cluster is not in the taxonomy, or no
-row at all.
+dorsolateral-high gradient gene runs across the striatum; neurons of the grey matter around it belong to types outside
+the basal-ganglia taxonomy ("Adjacent": cortical, claustral, thalamic). Counts carry what imaging adds: each gene's
+probe efficiency, and a share of a touching neighbour's transcripts (segmentation spillover).
+
+Cell types are mapped, as the release's are: ``mmc_results`` and ``cell_to_cluster_membership`` are this toolkit's
+mapping of the counts (``_abc_mapmycells.spatial_mmc_results``), errors included; the planted cluster of every cell is
+in the ground truth (``spatial/<species>_cells.csv``, ``planted_cluster``). Cells mapped Adjacent are encoded as the
+release encodes them: a ``cell_to_cluster_membership`` row whose cluster is not in the taxonomy, or no row at all.
 
 Tables per directory: ``cell_metadata``, ``specimen_metadata``, ``slab_plane_coordinates``,
 ``cell_anatomical_annotations``, ``cell_to_cluster_membership``, ``cell_supplemental_metadata``, ``mmc_results``,
 ``visualization``, ``donor``, ``gene``, ``value_sets`` and ``views/example_gene_expression``; the raw and log2 h5ad;
 one geojson of region polygons per slab plane. ``mmc_results`` follows the Patch-seq ``mmc_results`` schema (five
-columns per level); the columns of ``visualization`` are not documented by Allen and are a guess (``x``, ``y``: the
-section drawn in slab millimetres).
+columns per level; Adjacent cells are ``Adjacent`` at every level); the columns of ``visualization`` are not
+documented by Allen and are a guess (``x``, ``y``: the section drawn in slab millimetres).
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.spatial import cKDTree
 
-from ._demo_common import DONOR_COLUMNS, counts, data_table, mmc_results_table, uuid4, write_csv, write_h5ad, write_view
+from ..io.h5ad import read_h5ad_var
+from ._abc_mapmycells import spatial_mmc_results
+from ._demo_common import DONOR_COLUMNS, counts, data_table, on_genes, uuid4, write_csv, write_h5ad, write_view
 
 # Directory, feature matrix label, donor, gene table, metadata/expression/image versions
 SPATIAL = {
@@ -43,6 +52,11 @@ PLANES = {
 }
 SCALE = {"Human": 1.0, "Macaque": 0.6, "Marmoset": 0.35}  # brain size relative to human (slab mm)
 CELLS_PER_SECTION = 800
+# Imaging is not sequencing: each gene's probes detect its transcripts with their own efficiency (log-normal spread),
+# and segmentation gives each cell a share of a touching neighbour's transcripts (Beta-distributed share).
+PROBE_EFFICIENCY_SD = 0.5
+SPILLOVER_BETA = (1.5, 12.0)
+ADJACENT_REFERENCE_CELLS = 6  # reference cells per Adjacent cluster for the mapping's Adjacent branch (not released)
 BARCODE0 = {"Human": 1324989690, "Macaque": 1291813781, "Marmoset": 1382042951}
 SPATIAL_DONORS = pd.DataFrame(
     [
@@ -210,21 +224,27 @@ def _section_label(species: str, slab_label: str, plane: int, block: int) -> str
     return f"{slab_label}.{block:02d}.{plane:02d}.02"
 
 
-def make_spatial(root: Path, rng, model, clusters: pd.DataFrame, species: str, truth_dir: Path, versions: dict) -> None:
-    """Write one species' spatial directory (metadata, expression matrices, image volumes) and its ground truth."""
+def make_spatial(root: Path, rng, model, clusters: pd.DataFrame, species: str, truth_dir: Path, versions: dict,
+                 raw_10x: Path, cells_10x: pd.DataFrame) -> None:
+    """Write one species' spatial directory (metadata, expression matrices, image volumes) and its ground truth.
+
+    The cells' ``mmc_results`` and ``cell_to_cluster_membership`` are this toolkit's mapping of the section's counts
+    onto the demo's 10X cells (``raw_10x``, ``cells_10x``) and an Adjacent branch, as the release maps its cells."""
     directory, label, donor, gene_file = SPATIAL[species]
     genes = data_table(gene_file)
     mdir = root / "metadata" / directory / versions["metadata"]
     s = SCALE[species]
+    all_clusters = clusters
     clusters = clusters[clusters["Cluster"].str.startswith(species + "-")]
     pools = _pools(clusters)
-    adjacent_ids = _adjacent_clusters(clusters, species)
+    adjacent_ids = _adjacent_clusters(clusters, species, model.adjacent_types)
     panel = [g for g in genes["gene_symbol"].fillna("") if g in model.index]
     gcols = np.array([model.index[g] for g in panel])
     is_blank = genes["gene_identifier"].str.startswith("Blank").to_numpy()
     gene_pos = np.flatnonzero(genes["gene_symbol"].fillna("").isin(panel).to_numpy())
     sym_order = genes["gene_symbol"].fillna("").to_numpy()[gene_pos]
     panel_cols = [panel.index(g) for g in sym_order]
+    efficiency = rng.normal(0, PROBE_EFFICIENCY_SD, len(gcols))  # log detection efficiency of each gene's probes
     patches_out, cells_out, counts_out, specimen, features = [], [], [], [], {}
     for si, (slab_no, plane) in enumerate(PLANES[species]):
         slab_label = f"{donor}.CX.{slab_no}"
@@ -243,10 +263,10 @@ def make_spatial(root: Path, rng, model, clusters: pd.DataFrame, species: str, t
         for i in range(n):
             kind, row = _draw_type(rng, region[i], bool(white[i]), bool(in_patch[i]), pools)
             if row is None:  # a neuron of a cluster outside the basal-ganglia taxonomy
-                a, lab = adjacent_ids[rng.integers(len(adjacent_ids))]
-                alias.append(a)
-                clabel.append(lab)
-                logits[i] = model.base[gcols] + rng.normal(0, 1.0, len(gcols))
+                adj = adjacent_ids.iloc[rng.integers(len(adjacent_ids))]
+                alias.append(adj["cluster_alias"])
+                clabel.append(adj["cluster_label"])
+                logits[i] = (model.base + model.adjacent_effect(adj["type"]) + model.species_effect[species])[gcols]
                 continue
             alias.append(row["Cluster"])
             clabel.append(row["Cluster_label"])
@@ -256,6 +276,7 @@ def make_spatial(root: Path, rng, model, clusters: pd.DataFrame, species: str, t
         grad = np.clip(((x - cx) / rx - (y - cy) / ry) / 3 + 0.5, 0, 1) * (region == "STR")
         if GRADIENT_GENE in panel:
             logits[:, panel.index(GRADIENT_GENE)] += 2.5 * grad
+        logits = _spill_over(rng, logits + efficiency, x, y)
         qc = rng.random(n) > 0.05
         lib = np.where(qc, rng.lognormal(np.log(220 * (1 + s) / 2), 0.4, n), rng.integers(1, 8, n))
         c = counts(rng, logits, lib, normalize=True)
@@ -278,19 +299,46 @@ def make_spatial(root: Path, rng, model, clusters: pd.DataFrame, species: str, t
         }))
     cells = pd.concat(cells_out, ignore_index=True)
     matrix = sp.csr_matrix(np.vstack(counts_out))
-    _write_tables(root, rng, cells, matrix, genes, is_blank, specimen, features, clusters, species, directory, label,
-                  mdir, versions)
+    query = ad.AnnData(matrix, obs=pd.DataFrame(index=pd.Index(cells["cell_label"], name="cell_label")),
+                       var=genes.set_index("gene_identifier"))
+    reference = _adjacent_reference(rng, model, adjacent_ids, species, read_h5ad_var(raw_10x))
+    mmc = spatial_mmc_results(query, raw_10x, cells_10x, all_clusters, cells.set_index("cell_label")["cluster_alias"],
+                              reference, adjacent_ids, species)
+    _write_tables(root, rng, cells, mmc, matrix, genes, is_blank, specimen, features, clusters, species, directory,
+                  label, mdir, versions)
     tdir = truth_dir / "spatial"
     write_csv(pd.DataFrame(patches_out).assign(species=species), tdir / f"{species.lower()}_striosome_patches.csv")
-    write_csv(cells[["cell_label", "region", "white_matter", "in_patch", "gradient"]], tdir / f"{species.lower()}_cells.csv")
+    write_csv(cells[["cell_label", "region", "white_matter", "in_patch", "gradient", "cluster_alias"]]
+              .rename(columns={"cluster_alias": "planted_cluster"}), tdir / f"{species.lower()}_cells.csv")
 
 
-def _adjacent_clusters(clusters: pd.DataFrame, species: str) -> list[tuple[str, str]]:
-    """Aliases and labels of clusters outside the released taxonomy (numbers the taxonomy does not use)."""
+def _spill_over(rng, logits: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Log levels after each cell takes a share (:data:`SPILLOVER_BETA`) of its nearest neighbour's transcripts."""
+    _, nearest = cKDTree(np.column_stack([x, y])).query(np.column_stack([x, y]), k=2)
+    share = rng.beta(*SPILLOVER_BETA, size=len(x))[:, None]
+    level = np.exp(logits)
+    return np.log((1 - share) * level + share * level[nearest[:, 1]])
+
+
+def _adjacent_reference(rng, model, adjacent_ids: pd.DataFrame, species: str, var: pd.DataFrame) -> ad.AnnData:
+    """Single-nucleus counts of the Adjacent types (10X-like depth) on the 10X genes: the mapping's Adjacent branch."""
+    rows = adjacent_ids.loc[adjacent_ids.index.repeat(ADJACENT_REFERENCE_CELLS)].reset_index(drop=True)
+    logits = np.stack([model.base + model.adjacent_effect(kind) + model.species_effect[species]
+                       for kind in rows["type"]])
+    raw = counts(rng, logits, rng.lognormal(np.log(22000), 0.4, len(rows)))
+    obs = pd.DataFrame({"type": rows["type"].to_numpy()}, index=[f"adjacent-{species}-{i}" for i in range(len(rows))])
+    return ad.AnnData(on_genes(raw, model.genes, var["gene_symbol"]), obs=obs, var=var)
+
+
+def _adjacent_clusters(clusters: pd.DataFrame, species: str, kinds: list[str]) -> pd.DataFrame:
+    """Aliases and labels of clusters outside the released taxonomy (numbers the taxonomy does not use), each of one
+    Adjacent type (``type``: ``kinds`` in turn)."""
     used = set(clusters["Cluster"].str.split("-").str[1].astype(int))
     free = [k for k in range(1, 2000) if k not in used][:24]
     offset = {"Human": 1500, "Macaque": 1600, "Marmoset": 1700}[species]
-    return [(f"{species}-{k}", f"CS20250428_CLUST_{offset + i:04d}") for i, k in enumerate(free)]
+    return pd.DataFrame({"cluster_alias": [f"{species}-{k}" for k in free],
+                         "cluster_label": [f"CS20250428_CLUST_{offset + i:04d}" for i in range(len(free))],
+                         "type": [kinds[i % len(kinds)] for i in range(len(free))]})
 
 
 def _feature_collection(geo, s) -> dict:
@@ -304,8 +352,8 @@ def _feature_collection(geo, s) -> dict:
         for name, shape, angle in shapes]}
 
 
-def _write_tables(root, rng, cells, matrix, genes, is_blank, specimen, features, clusters, species, directory, label,
-                  mdir, versions) -> None:
+def _write_tables(root, rng, cells, mmc, matrix, genes, is_blank, specimen, features, clusters, species, directory,
+                  label, mdir, versions) -> None:
     meta_cols = ["cell_label", "brain_section_label", "brain_section_barcode", "segmentation_job_id", "x_experiment",
                  "y_experiment", "qc_pass", "dataset_label", "feature_matrix_label", "abc_sample_id"]
     write_csv(cells[meta_cols], mdir / "cell_metadata.csv")
@@ -321,10 +369,11 @@ def _write_tables(root, rng, cells, matrix, genes, is_blank, specimen, features,
         anat[reg] = cells["region"].isin(["GPe", "GPi"]) if reg == "GP" else cells["region"] == reg
     anat["parcellation_term_symbol"] = cells["region"]
     write_csv(anat, mdir / "cell_anatomical_annotations.csv")
-    # Adjacent cells: a row with a cluster outside the taxonomy, or (a third of them) no row at all
-    adjacent = ~cells["cluster_alias"].isin(clusters["Cluster"]).to_numpy()
+    # the mapped clusters; cells mapped Adjacent: a row with a cluster outside the taxonomy, or (a third of them) none
+    adjacent = ~mmc["cluster_alias"].isin(clusters["Cluster"]).to_numpy()
     no_row = adjacent & (rng.random(len(cells)) < 1 / 3)
-    write_csv(cells.loc[~no_row, ["cell_label", "cluster_alias", "cluster_label"]], mdir / "cell_to_cluster_membership.csv")
+    membership = mmc.loc[~no_row, ["cell_label", "cluster_alias", "Cluster_label"]]
+    write_csv(membership.rename(columns={"Cluster_label": "cluster_label"}), mdir / "cell_to_cluster_membership.csv")
     totals = np.asarray(matrix.sum(axis=1)).ravel()
     supp = pd.DataFrame({"cell_label": cells["cell_label"], "total_counts": totals,
                          "total_counts_genes": np.asarray(matrix[:, ~is_blank].sum(axis=1)).ravel()})
@@ -339,7 +388,7 @@ def _write_tables(root, rng, cells, matrix, genes, is_blank, specimen, features,
         supp["segmentation_method"] = "boundary_stain"
     supp["qc_pass"] = cells["qc_pass"]
     write_csv(supp, mdir / "cell_supplemental_metadata.csv")
-    write_csv(mmc_results_table(rng, cells, clusters), mdir / "mmc_results.csv")
+    write_csv(mmc, mdir / "mmc_results.csv")
     write_csv(cells[["cell_label", "x_slab_mm", "y_slab_mm"]].rename(columns={"x_slab_mm": "x", "y_slab_mm": "y"}),
               mdir / "visualization.csv")
     write_csv(SPATIAL_DONORS[SPATIAL_DONORS["species_genus"] == species], mdir / "donor.csv")

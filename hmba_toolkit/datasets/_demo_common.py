@@ -41,6 +41,18 @@ def counts(rng, logits: np.ndarray, libsize: np.ndarray, dispersion: float = 0.3
     return out.astype(np.int32)
 
 
+def on_genes(counts_: np.ndarray, model_genes: list[str], symbols: pd.Series) -> sp.csr_matrix:
+    """Counts of the model's genes placed on a gene table's columns (by symbol; other columns are zero)."""
+    position = {g: i for i, g in enumerate(model_genes)}
+    cols = np.array([position.get(g, -1) for g in symbols.fillna("")])
+    dense = np.zeros((counts_.shape[0], len(cols)), dtype=np.int32)
+    present = cols >= 0
+    dense[:, present] = counts_[:, cols[present]]
+    out = sp.csr_matrix(dense)
+    out.sort_indices()
+    return out
+
+
 def write_h5ad(path: Path, counts: sp.csr_matrix, obs: pd.DataFrame, var: pd.DataFrame, scale: float,
                kinds: tuple[str, ...] = ("raw", "log2")) -> None:
     """Write the raw and/or log2 files of one matrix (Allen writer: CSR, gzip level 4)."""
@@ -77,29 +89,3 @@ def write_view(mat: sp.csr_matrix, var: pd.DataFrame, labels, path: Path, symbol
     vals = mat[:, cols].toarray() if raw else log2_per_total(mat[:, cols].toarray(), totals[:, None], scale)
     df = pd.DataFrame(vals if raw else np.round(vals, 6), columns=present, index=pd.Index(labels, name="cell_label"))
     write_csv(df, path, index=True)
-
-
-def mmc_results_table(rng, cells: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
-    """MapMyCells results per cell in the Patch-seq schema: label, name, bootstrapping and aggregate probability and
-    correlation per level (``cluster_alias`` at the Cluster level). Adjacent cells map with low confidence."""
-    tax = clusters.set_index("Cluster")
-    annotated = cells["cluster_alias"].isin(tax.index).to_numpy()
-    fallback = tax.index[rng.integers(len(tax), size=len(cells))]
-    alias = np.where(annotated, cells["cluster_alias"].to_numpy(), fallback)
-    rows = tax.loc[alias]
-    out = pd.DataFrame({"cell_label": cells["cell_label"].to_numpy()})
-    aggregate = np.ones(len(cells))
-    for depth, lvl in enumerate(LEVELS):
-        hi = np.where(annotated, rng.beta(30 - 5 * depth, 1 + depth, len(cells)), rng.beta(2, 3, len(cells)))
-        boot = np.round(np.clip(hi, 0, 1), 4)
-        aggregate = aggregate * boot
-        out[f"{lvl}_label"] = rows[f"{lvl}_label"].to_numpy()
-        if lvl == "Cluster":
-            out["cluster_alias"] = alias
-        else:
-            out[f"{lvl}_name"] = rows[lvl].to_numpy()
-        out[f"{lvl}_bootstrapping_probability"] = boot
-        out[f"{lvl}_aggregate_probability"] = np.round(aggregate, 4)
-        out[f"{lvl}_correlation_coefficient"] = np.round(np.where(annotated, rng.uniform(0.55, 0.9, len(cells)),
-                                                                  rng.uniform(0.2, 0.5, len(cells))), 4)
-    return out

@@ -506,7 +506,7 @@ class AbcCache:
         --------
         >>> cells = AbcCache.from_demo().cell_table("HMBA-Macaque-PatchSeq")
         >>> cells[["Group", "Group_bootstrapping_probability", "width_rheo_ms", "soma_surface_area"]].notna().sum().tolist()
-        [180, 180, 180, 112]
+        [180, 180, 180, 120]
         """
         d = self.manifest.resolve_directory(directory)
         tags = set(self.list_metadata_files(d))
