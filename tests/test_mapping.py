@@ -366,6 +366,11 @@ def test_agreement_tables_count_what_they_say(golden, allen_stats, allen_lookup,
     by_p = mapping.agreement_by_probability(result, truth, "Cluster", "Cluster")
     assert by_p["n_cells"].sum() == len(truth)
     assert by_p["correct_kept"].iloc[0] == 1.0 and by_p["correct_kept"].is_monotonic_decreasing
+    by_aggregate = mapping.agreement_by_probability(result, truth, "Cluster", "Cluster", probability="aggregate")
+    aggregate = result.assignments.loc[truth.index, "Cluster_aggregate_probability"]
+    assert by_aggregate["n_cells"].tolist() == pd.cut(aggregate, [0, 0.5, 0.7, 0.9, 1], include_lowest=True).value_counts(
+        sort=False).tolist()
+    assert (aggregate <= result.assignments.loc[truth.index, "Cluster_bootstrapping_probability"] + 1e-12).all()
     wrong = mapping.confusions(result, truth, "Cluster", "Cluster")
     assert (wrong["known"] != wrong["mapped"]).all() and wrong["n_cells"].sum() == (~right).sum()
     with pytest.raises(ParameterError, match="no column 'Clust'"):
@@ -376,6 +381,8 @@ def test_agreement_tables_count_what_they_say(golden, allen_stats, allen_lookup,
         mapping.agreement(result, truth.reset_index(), {"Cluster": "Cluster"})
     with pytest.raises(ParameterError, match="bins must increase"):
         mapping.agreement_by_probability(result, truth, "Cluster", "Cluster", bins=[0.5, 0.2])
+    with pytest.raises(ParameterError, match="probability must be 'bootstrapping' or 'aggregate'"):
+        mapping.agreement_by_probability(result, truth, "Cluster", "Cluster", probability="correlation")
 
 
 def test_a_node_with_one_child_is_assigned_directly():

@@ -72,8 +72,20 @@ def agreement(result: MappingResult, reference: pd.DataFrame, columns: Mapping[s
 
 
 def agreement_by_probability(result: MappingResult, reference: pd.DataFrame, level: str, column: str,
-                             bins: Sequence[float] = (0.0, 0.5, 0.7, 0.9, 1.0)) -> pd.DataFrame:
+                             bins: Sequence[float] = (0.0, 0.5, 0.7, 0.9, 1.0), *,
+                             probability: str = "bootstrapping") -> pd.DataFrame:
     """Agreement with the known labels in bins of bootstrapping probability at ``level``, and what a cut would keep.
+
+    Parameters
+    ----------
+    probability
+        ``"bootstrapping"`` (the level's own probability: the share of votes its branch won below its parent) or
+        ``"aggregate"`` (the product of the bootstrapping probabilities from the root down). A level's own
+        probability is 1 wherever its parent has a single child, however uncertain the descent to that parent was;
+        the aggregate carries that uncertainty. On the demo's spatial sections (QC-passing cells against the planted
+        Groups), calls with an aggregate probability of at least 0.5 were right 0.94-0.97 of the time, against
+        0.77-0.87 for all calls; a cut at 0.9 on the Group's own probability raised the macaque sections' 0.77 to
+        0.79 only.
 
     Returns
     -------
@@ -85,9 +97,11 @@ def agreement_by_probability(result: MappingResult, reference: pd.DataFrame, lev
     bins = np.asarray(bins, dtype=float)
     if bins.ndim != 1 or bins.size < 2 or (np.diff(bins) <= 0).any() or bins[0] < 0 or bins[-1] > 1:
         raise ParameterError(f"bins must increase within [0, 1], got {list(bins)}")
+    if probability not in ("bootstrapping", "aggregate"):
+        raise ParameterError(f"probability must be 'bootstrapping' or 'aggregate', got {probability!r}")
     mapped, known = _aligned(result, reference, {level: column})
     ok = known[column].notna().to_numpy()
-    prob = mapped[f"{level}_bootstrapping_probability"].to_numpy()[ok]
+    prob = mapped[f"{level}_{probability}_probability"].to_numpy()[ok]
     right = mapped[f"{level}_label"].to_numpy()[ok] == known[column].to_numpy()[ok]
     which = pd.cut(prob, bins, include_lowest=True)
     table = pd.DataFrame({"probability": which, "right": right}).groupby("probability", observed=False)["right"]
