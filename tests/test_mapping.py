@@ -596,7 +596,7 @@ def test_demo_spatial_mapping_comes_from_this_mapper(cache, species):
     """The demo's spatial ``mmc_results`` are this module's hierarchical mapping (0.5 x 100) of each section's counts
     onto the demo's 10X Groups extended with an Adjacent branch, as the release maps its cells: the membership names
     the mapped cluster, cells mapped Adjacent are ``Adjacent`` at every level with a cluster outside the taxonomy, the
-    calls hold errors at a rate a bootstrapping-probability cut lowers, and a user who maps the released counts with
+    calls hold errors at a rate an aggregate-probability cut lowers, and a user who maps the released counts with
     the released mapping files (which have no Adjacent branch) gets the same Groups for the other cells."""
     from hmba_toolkit.datasets import demo_ground_truth
 
