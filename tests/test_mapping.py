@@ -292,12 +292,22 @@ def test_damaged_or_foreign_files_are_named(tmp_path, golden):
 
 
 # ---- the demo release's mapping files and the evaluation helpers --------------------------------------------------
-def test_demo_release_carries_mapping_files_built_by_this_module(cache):
-    names = cache.list_mapmycells_files("HMBA-BG-taxonomy-CCN20250428")
-    assert names == ["precomputed_stats.HMBA.BG.2025-08-04", "query_markers.HMBA.BG.2025-08-04"]
+@pytest.fixture(scope="module")
+def released(cache):
+    """The demo release's mapping files, read: statistics, query markers, the reference markers of the statistics,
+    and the aligned set's gene symbols by identifier (for queries with symbols)."""
     files = {p.name.split(".")[0]: p for p in cache.get_directory_mapmycells("HMBA-BG-taxonomy-CCN20250428")}
     stats = mapping.read_stats(files["precomputed_stats"])
-    lookup = mapping.read_query_markers(files["query_markers"])
+    genes = cache.get_metadata_dataframe("HMBA-10xMultiome-BG-Aligned", "gene")
+    return {"stats": stats, "lookup": mapping.read_query_markers(files["query_markers"]),
+            "reference_markers": mapping.reference_markers(stats),
+            "symbols": genes.set_index("gene_identifier")["gene_symbol"]}
+
+
+def test_demo_release_carries_mapping_files_built_by_this_module(cache, released):
+    names = cache.list_mapmycells_files("HMBA-BG-taxonomy-CCN20250428")
+    assert names == ["precomputed_stats.HMBA.BG.2025-08-04", "query_markers.HMBA.BG.2025-08-04"]
+    stats, lookup = released["stats"], released["lookup"]
     assert stats.tree.hierarchy == [f"CCN20250428_LEVEL_{i}" for i in range(4)]
     assert sorted(lookup) == sorted(stats.tree.parent_keys())
     cells = cache.cell_table("HMBA-10xMultiome-BG-Aligned")
@@ -316,7 +326,7 @@ def test_demo_release_carries_mapping_files_built_by_this_module(cache):
     assert table.loc["CCN20250428_LEVEL_3", "agreement"] >= 0.85
 
 
-def test_demo_patchseq_mapping_comes_from_this_mapper_and_is_reproduced_from_the_released_files(cache):
+def test_demo_patchseq_mapping_comes_from_this_mapper_and_is_reproduced_from_the_released_files(cache, released):
     """The demo's Patch-seq ``mmc_results`` are HANN results of this module (as the release's are Allen's HANN): the
     membership names the mapped Group, the probabilities are vote shares, and a user who maps the released log2
     matrix with the released mapping files (markers restricted to the measured genes) gets the same labels."""
@@ -338,15 +348,13 @@ def test_demo_patchseq_mapping_comes_from_this_mapper_and_is_reproduced_from_the
     correct = (mmc["Group_name"] == planted.loc[mmc.index]).mean()
     assert 0.85 <= correct < 1.0, correct  # mapping with its errors, not the planted labels copied
 
-    files = {p.name.split(".")[0]: p for p in cache.get_directory_mapmycells("HMBA-BG-taxonomy-CCN20250428")}
-    stats = mapping.read_stats(files["precomputed_stats"])
-    symbols = cache.get_metadata_dataframe("HMBA-10xMultiome-BG-Aligned", "gene").set_index("gene_identifier")["gene_symbol"]
+    stats, symbols = released["stats"], released["symbols"]
     query = ad.read_h5ad(cache.get_file_path(d, "HMBA-Macaque-PatchSeq-BG/log2"))
     measured = mapping.measured_genes(query, stats, query_gene_id_col="gene_symbol", reference_symbols=symbols)
     assert 250 <= len(measured) <= query.n_vars
     with pytest.raises(ParameterError, match="none of the query's 300 genes is a reference gene"):
         mapping.measured_genes(query, stats)  # NCBI Gene ids against the aligned set's identifiers
-    lookup = mapping.query_markers(mapping.reference_markers(stats), stats.tree, genes=measured)
+    lookup = mapping.query_markers(released["reference_markers"], stats.tree, genes=measured)
     result = mapping.map_cells(query, stats, lookup, normalization="log2CPM", algorithm="hann",
                                query_gene_id_col="gene_symbol", reference_symbols=symbols)
     ours = result.assignments.loc[mmc.index]
@@ -368,8 +376,8 @@ def test_agreement_tables_count_what_they_say(golden, allen_stats, allen_lookup,
     assert by_p["correct_kept"].iloc[0] == 1.0 and by_p["correct_kept"].is_monotonic_decreasing
     by_aggregate = mapping.agreement_by_probability(result, truth, "Cluster", "Cluster", probability="aggregate")
     aggregate = result.assignments.loc[truth.index, "Cluster_aggregate_probability"]
-    assert by_aggregate["n_cells"].tolist() == pd.cut(aggregate, [0, 0.5, 0.7, 0.9, 1], include_lowest=True).value_counts(
-        sort=False).tolist()
+    binned = pd.cut(aggregate, [0, 0.5, 0.7, 0.9, 1], include_lowest=True)
+    assert by_aggregate["n_cells"].tolist() == binned.value_counts(sort=False).tolist()
     assert (aggregate <= result.assignments.loc[truth.index, "Cluster_bootstrapping_probability"] + 1e-12).all()
     wrong = mapping.confusions(result, truth, "Cluster", "Cluster")
     assert (wrong["known"] != wrong["mapped"]).all() and wrong["n_cells"].sum() == (~right).sum()
@@ -592,7 +600,7 @@ SPATIAL_SETS = {"human": "HMBA-MERSCOPE-H22.30.001-BG", "macaque": "HMBA-MERSCOP
 
 
 @pytest.mark.parametrize("species", sorted(SPATIAL_SETS))
-def test_demo_spatial_mapping_comes_from_this_mapper(cache, species):
+def test_demo_spatial_mapping_comes_from_this_mapper(cache, released, species):
     """The demo's spatial ``mmc_results`` are this module's hierarchical mapping (0.5 x 100) of each section's counts
     onto the demo's 10X Groups extended with an Adjacent branch, as the release maps its cells: the membership names
     the mapped cluster, cells mapped Adjacent are ``Adjacent`` at every level with a cluster outside the taxonomy, the
@@ -629,14 +637,11 @@ def test_demo_spatial_mapping_comes_from_this_mapper(cache, species):
     sure = mmc.loc[qc, "Group_aggregate_probability"] >= 0.5
     assert 0.2 < sure.mean() < 0.9 and right["Group"][sure].mean() > right["Group"].mean() + 0.05
     # the user's mapping with the released files
-    files = {p.name.split(".")[0]: p for p in cache.get_directory_mapmycells("HMBA-BG-taxonomy-CCN20250428")}
-    stats = mapping.read_stats(files["precomputed_stats"])
-    genes = cache.get_metadata_dataframe("HMBA-10xMultiome-BG-Aligned", "gene")
-    symbols = genes.set_index("gene_identifier")["gene_symbol"]
+    stats, symbols = released["stats"], released["symbols"]
     query = cache.read_expression(d, normalization="raw", gene_column=None)
     query = query[bg.index.intersection(qc)]
     measured = mapping.measured_genes(query, stats, query_gene_id_col="gene_symbol", reference_symbols=symbols)
-    lookup = mapping.query_markers(mapping.reference_markers(stats), stats.tree, genes=measured)
+    lookup = mapping.query_markers(released["reference_markers"], stats.tree, genes=measured)
     result = mapping.map_cells(query, stats, lookup, query_gene_id_col="gene_symbol", reference_symbols=symbols)
     ours = result.assignments.loc[query.obs_names, "CCN20250428_LEVEL_3_name"]
     same = (ours == bg.loc[query.obs_names, "Group_name"]).mean()

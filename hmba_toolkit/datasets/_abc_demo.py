@@ -413,7 +413,7 @@ class ExpressionModel:
 
     def adjacent_effect(self, name: str) -> np.ndarray:
         """Planted log effect of the Adjacent type ``name`` (one of :data:`ADJACENT_TYPES`)."""
-        return self.lineage_effect({"Neighborhood": "", "Class": "", "Subclass": "", "Group": "", "Adjacent": name})
+        return self.lineage_effect({"Adjacent": name})
 
     def truth(self) -> pd.DataFrame:
         rows = [

@@ -109,12 +109,8 @@ def patchseq_mmc_results(query_h5ad: Path, raw_h5ad: Path, cells: pd.DataFrame, 
     groups = set(clusters.loc[of_species, "Group"])
     neuronal = (clusters["Neighborhood"] != "Nonneuron") & clusters["Group"].isin(groups)
     stats = reference_stats(raw_h5ad, cells, clusters, set(clusters.loc[neuronal, "Cluster"]))
-    symbols = read_h5ad_var(raw_h5ad)["gene_symbol"].astype(str)
-    query = ad.read_h5ad(query_h5ad)
-    measured = measured_genes(query, stats, query_gene_id_col="gene_symbol", reference_symbols=symbols)
-    lookup = query_markers(reference_markers(stats), stats.tree, genes=measured)
-    result = map_cells(query, stats, lookup, normalization="log2CPM", algorithm="hann", seed=MAPPING_SEED,
-                       query_gene_id_col="gene_symbol", reference_symbols=symbols)
+    result = _map_on_measured_genes(ad.read_h5ad(query_h5ad), stats, raw_h5ad, normalization="log2CPM",
+                                    algorithm="hann")
     out = _mmc_table(result, planted.index)
     alias = _clusters_in_mapped_groups(out["Group_name"], planted, clusters[of_species], cells)
     return _with_clusters(out, alias, clusters.set_index("Cluster").loc[alias, "Cluster_label"].to_numpy())
@@ -136,13 +132,9 @@ def spatial_mmc_results(query: ad.AnnData, raw_h5ad: Path, cells: pd.DataFrame, 
     groups = set(clusters.loc[of_species, "Group"])
     stats = reference_stats(raw_h5ad, cells, clusters, set(clusters.loc[clusters["Group"].isin(groups), "Cluster"]),
                             adjacent=adjacent)
-    symbols = read_h5ad_var(raw_h5ad)["gene_symbol"].astype(str)
-    measured = measured_genes(query, stats, query_gene_id_col="gene_symbol", reference_symbols=symbols)
-    lookup = query_markers(reference_markers(stats), stats.tree, genes=measured)
     with warnings.catch_warnings():  # QC-failed cells (a few transcripts) often express none of a node's markers
         warnings.filterwarnings("ignore", message=r".*express none of a node's drawn markers")
-        result = map_cells(query, stats, lookup, normalization="raw", seed=MAPPING_SEED,
-                           query_gene_id_col="gene_symbol", reference_symbols=symbols)
+        result = _map_on_measured_genes(query, stats, raw_h5ad, normalization="raw")
     out = _mmc_table(result, planted.index)
     group = result.assignments.loc[planted.index, f"{LEVEL_LABELS[-1]}_label"].to_numpy()
     kinds = adjacent_clusters.assign(node=adjacent_label(LEVEL_LABELS[-1], adjacent_clusters["type"]))
@@ -157,6 +149,16 @@ def spatial_mmc_results(query: ad.AnnData, raw_h5ad: Path, cells: pd.DataFrame, 
     labels = pd.concat([clusters.set_index("Cluster")["Cluster_label"],
                         adjacent_clusters.set_index("cluster_alias")["cluster_label"]])
     return _with_clusters(out, alias, labels.loc[alias].to_numpy())
+
+
+def _map_on_measured_genes(query: ad.AnnData, stats: ReferenceStats, raw_h5ad: Path, **options):
+    """``map_cells`` of a query (var column ``gene_symbol``) with markers chosen among the reference genes it measures
+    (matched by symbol through the 10X file's genes), seeded with :data:`MAPPING_SEED`."""
+    symbols = read_h5ad_var(raw_h5ad)["gene_symbol"].astype(str)
+    measured = measured_genes(query, stats, query_gene_id_col="gene_symbol", reference_symbols=symbols)
+    lookup = query_markers(reference_markers(stats), stats.tree, genes=measured)
+    return map_cells(query, stats, lookup, seed=MAPPING_SEED, query_gene_id_col="gene_symbol",
+                     reference_symbols=symbols, **options)
 
 
 def _mmc_table(result, cell_labels: pd.Index) -> pd.DataFrame:
