@@ -123,11 +123,11 @@ def test_results_ignore_cell_order_chunking_and_container(allen_stats, allen_loo
     shuffled = query[order].copy()
     shuffled.X = sp.csc_matrix(shuffled.X)
     other = mapping.map_cells(shuffled, allen_stats, allen_lookup, bootstrap_iteration=20, chunk_size=97).assignments
-    pd.testing.assert_frame_equal(other.loc[base.index], base, check_exact=False, rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(other.loc[base.index], base, check_exact=True)  # bit for bit
     dense = query.copy()
     dense.X = query.X.toarray()
     again = mapping.map_cells(dense, allen_stats, allen_lookup, bootstrap_iteration=20).assignments
-    pd.testing.assert_frame_equal(again, base, check_exact=False, rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(again, base, check_exact=True)
 
 
 def test_log2cpm_queries_give_the_raw_result(allen_stats, allen_lookup, query):
@@ -393,6 +393,32 @@ def test_agreement_tables_count_what_they_say(golden, allen_stats, allen_lookup,
         mapping.agreement_by_probability(result, truth, "Cluster", "Cluster", probability="correlation")
 
 
+def test_one_draw_maps_on_the_drawn_markers_alone(allen_stats, allen_lookup, query):
+    """bootstrap_factor < 1 with one iteration (Allen's tool accepts it): each node draws its share of markers once and
+    the cell goes where the deterministic mapping on the drawn markers alone sends it."""
+    from hmba_toolkit.mapping.assign import _draws, _Node
+
+    one = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_factor=0.5, bootstrap_iteration=1, seed=7,
+                            min_markers=1).assignments
+    position = {g: i for i, g in enumerate(allen_stats.genes)}
+    in_query = set(query.var_names)
+    drawn = {}
+    for key, genes in allen_lookup.items():
+        if key in ("log", "metadata"):
+            continue
+        genes = sorted((g for g in genes if g in in_query), key=position.get)
+        node = _Node(key, np.arange(len(genes)), np.array([]), np.array([]), [])
+        drawn[key] = [genes[i] for i in _draws(node, 0.5, 1, 7)[0]] if genes else []
+    assert sum(map(len, drawn.values())) < 0.6 * sum(len(v) for k, v in allen_lookup.items() if k not in ("log", "metadata"))
+    alone = mapping.map_cells(query, allen_stats, drawn, bootstrap_factor=1.0, bootstrap_iteration=1,
+                              min_markers=1).assignments
+    pd.testing.assert_frame_equal(one, alone, check_exact=True)
+    full = mapping.map_cells(query, allen_stats, allen_lookup, bootstrap_factor=1.0, bootstrap_iteration=1,
+                             min_markers=1).assignments
+    leaf = [c for c in one.columns if c.endswith("_label")][-1]
+    assert 0.5 < (one[leaf] == full[leaf]).mean() < 1.0  # half the markers: mostly, not always, the same leaf
+
+
 def test_a_node_with_one_child_is_assigned_directly():
     rng = np.random.default_rng(5)
     X = rng.poisson(1.0, (90, 40)).astype(float)
@@ -523,12 +549,11 @@ def test_hann_results_ignore_cell_order_and_chunking(allen_stats, allen_lookup, 
     order = np.random.default_rng(4).permutation(query.n_obs)
     other = mapping.map_cells(query[order].copy(), allen_stats, allen_lookup, algorithm="hann", bootstrap_iteration=10,
                               chunk_size=113)
-    pd.testing.assert_frame_equal(other.assignments.loc[base.assignments.index], base.assignments, check_exact=False,
-                                  rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(other.assignments.loc[base.assignments.index], base.assignments, check_exact=True)
     key = ["cell_id", "cluster"]
     a = base.leaf_votes.sort_values(key).reset_index(drop=True)
     b = other.leaf_votes.sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
 def test_hann_is_refused_where_it_means_nothing(allen_stats, allen_lookup, query, golden, tmp_path):
@@ -578,6 +603,26 @@ def test_tied_leaves_go_to_the_first_whatever_the_rounding():
         assert tied.sum() > 400 and (best[tied] == 1).all()
         best, _ = _best_leaf(G.astype(np.float32) if exact else G, P[[0, 2, 1]], exact_source=source)
         assert (best[tied] == 1).all()
+
+
+def test_reported_correlations_are_float64_whatever_the_product_computing_the_scores():
+    """The winner is found from a float32 matrix product, whose rounding depends on the BLAS kernel, the thread count
+    and the machine; the correlation reported for it must not (rounded to 4 decimals as the release rounds them, a
+    float32 score flipped a digit of the demo's spatial mmc_results between two machines)."""
+    from hmba_toolkit.mapping.assign import _best_leaf
+
+    rng = np.random.default_rng(5)
+    P = rng.gamma(2.0, 1.0, size=(30, 200))
+    cells = P[rng.integers(0, 30, 2000)] * rng.lognormal(0, 0.3, (2000, 1)) + rng.gamma(1.0, 1.0, (2000, 200))
+    cells -= cells.mean(axis=1, keepdims=True)
+    genes = np.sort(rng.choice(200, 120, replace=False))
+    best, corr = _best_leaf(np.ascontiguousarray(cells[:, genes].T, dtype=np.float32), P[:, genes],
+                            exact_source=(cells, genes))
+    exact = np.array([np.corrcoef(c, P[b, genes])[0, 1] for c, b in zip(cells[:, genes], best)])
+    assert np.abs(corr - exact).max() < 1e-12
+    assert (best == np.argmax(np.corrcoef(cells[:, genes], P[:, genes])[:2000, 2000:], axis=1)).all()
+    _, corr64 = _best_leaf(cells[:, genes].T, P[:, genes])  # the float64 path reports the same numbers
+    assert np.abs(corr64 - exact).max() < 1e-12
 
 
 def test_statistics_from_files_list_the_counted_cells_at_the_leaf_level(golden, tmp_path):

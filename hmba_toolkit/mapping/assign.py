@@ -609,8 +609,42 @@ def _column_sums(GT):
     return sums, squares
 
 
-def _settle(scores: np.ndarray, norm: np.ndarray, exact) -> tuple[np.ndarray, np.ndarray]:
-    """Best column of each row of ``scores`` and its score; near ties settled by ``exact(rows)`` (float64 scores)."""
+@numba.njit(cache=True, nogil=True)
+def _winner_scores(source, genes, unit, best):
+    """Per cell (row of ``source``) over its values at ``genes``: the dot product with its winning unit profile
+    (row ``best`` of ``unit``), the sum and the sum of squares, in float64 and in gene order, so that the reported
+    correlation is the same whatever BLAS kernel, thread count or memory alignment computed the float32 scores."""
+    n, k = best.size, genes.size
+    top = np.empty(n)
+    sums = np.empty(n)
+    squares = np.empty(n)
+    for i in range(n):
+        b = best[i]
+        t = 0.0
+        s = 0.0
+        q = 0.0
+        for j in range(k):
+            v = source[i, genes[j]]
+            t += v * unit[b, j]
+            s += v
+            q += v * v
+        top[i] = t
+        sums[i] = s
+        squares[i] = q
+    return top, sums, squares
+
+
+def _exact_correlation(source: np.ndarray, genes: np.ndarray, unit: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Each cell's correlation with its winning profile, from the float64 values (see :func:`_winner_scores`)."""
+    genes = np.asarray(genes, dtype=np.int64)
+    top, sums, squares = _winner_scores(np.ascontiguousarray(source, dtype=np.float64), genes,
+                                        np.ascontiguousarray(unit, dtype=np.float64), best)
+    norm = np.sqrt(np.maximum(squares - sums * sums / genes.size, 0.0))
+    return _correlation(top, norm, squares)
+
+
+def _settle(scores: np.ndarray, norm: np.ndarray, exact) -> np.ndarray:
+    """Best column of each row of ``scores``; near ties settled by ``exact(rows)`` (float64 scores)."""
     best, top, second = _top_two(scores)
     with np.errstate(invalid="ignore"):
         near = top - second <= _NEAR_TIE * norm
@@ -618,21 +652,20 @@ def _settle(scores: np.ndarray, norm: np.ndarray, exact) -> tuple[np.ndarray, np
         idx = np.flatnonzero(near)
         again = exact(idx)
         best[idx] = _first_best(again, norm[idx])
-        top[idx] = again[np.arange(idx.size), best[idx]]
-    return best, top
+    return best
 
 
-def _cell_norms(GT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Norm of each cell's centred values over the genes (rows) of GT, and its raw sum of squares."""
+def _cell_norms(GT: np.ndarray) -> np.ndarray:
+    """Norm of each cell's centred values over the genes (rows) of GT (the scale of the tie tolerances)."""
     sums, squares = _column_sums(GT)
-    return np.sqrt(np.maximum(squares - sums * sums / GT.shape[0], 0.0)), squares
+    return np.sqrt(np.maximum(squares - sums * sums / GT.shape[0], 0.0))
 
 
 def _correlation(top: np.ndarray, norm: np.ndarray, squares: np.ndarray) -> np.ndarray:
     """The winner's correlation from its score and the cell's norm; NaN for a cell constant over the genes."""
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = top / norm
-    # constant over the genes: float32 sums leave a residue of about 1e-7 of the sum of squares, while one gene that
+    # constant over the genes: float64 sums leave a residue of about 1e-16 of the sum of squares, while one gene that
     # differs among even 10,000 leaves 1e-4 of it
     corr[~(norm * norm > _CONSTANT * np.maximum(squares, 1e-300))] = np.nan
     return corr
@@ -643,19 +676,20 @@ def _best_leaf(GT: np.ndarray, P: np.ndarray, exact_source: tuple | None = None)
 
     With the profiles centred and of unit norm, a cell's correlation with a profile is its dot product with it divided
     by the norm of the cell's centred values, the same for every profile: the best profile comes from one matrix
-    product and only the winner's correlation is divided out. NaN for a cell constant over the genes.
-    ``exact_source = (cells x all genes float64, genes)`` settles near ties of a float32 ``GT``.
+    product and only the winner's correlation is divided out, recomputed in float64 in a fixed order
+    (:func:`_winner_scores`) so that it never depends on the kernel of the product. NaN for a cell constant over the
+    genes. ``exact_source = (cells x all genes float64, genes)`` settles near ties of a float32 ``GT``.
     """
     unit = _unit_profiles(P)
     scores = GT.T @ unit.T.astype(GT.dtype, copy=False)
-    norm, squares = _cell_norms(GT)
+    norm = _cell_norms(GT)
     if exact_source is None:
         best = _first_best(scores, norm)
-        top = scores[np.arange(scores.shape[0]), best].astype(np.float64)
+        source, genes = GT.T, np.arange(GT.shape[0])
     else:
         source, genes = exact_source
-        best, top = _settle(scores, norm, lambda idx: source[np.ix_(idx, genes)] @ unit.T)
-    corr = _correlation(top, norm, squares)
+        best = _settle(scores, norm, lambda idx: source[np.ix_(idx, genes)] @ unit.T)
+    corr = _exact_correlation(source, genes, unit, best)
     best[np.isnan(corr)] = -1  # a cell constant over the genes correlates with nothing: it abstains
     return best, corr
 
@@ -688,10 +722,12 @@ def _vote(Q, profiles, node: _Node, factor, iterations, seed):
                                                                    profiles[node.leaves][:, node.markers])[1]
         return votes, csum
     draws = _draws(node, factor, iterations, seed)
-    sub = Q if m == Q.shape[1] and (node.markers == np.arange(m)).all() else Q[:, node.markers]
+    # in C order (indexing columns can leave F order, whose row means and the draws' reads of a cell's row differ)
+    sub = Q if m == Q.shape[1] and (node.markers == np.arange(m)).all() else np.ascontiguousarray(Q[:, node.markers])
     P = profiles[node.leaves][:, node.markers]
     if iterations == 1:
-        best, corr = _best_leaf(sub.T, P[:, draws[0]] if draws[0].size < m else P)  # one exact pass, in float64
+        S = draws[0]  # one draw (all markers at factor 1.0), one exact pass in float64
+        best, corr = _best_leaf(sub[:, S].T if S.size < m else sub.T, P[:, S] if S.size < m else P)
         _add_votes(votes, csum, node.child_of_leaf, best, corr)
         return votes, csum
     # each cell shifted by its mean over the node's markers: correlations ignore the shift, and it keeps float32 sums
@@ -738,8 +774,8 @@ def _best_leaf_all_draws(G: np.ndarray, P: np.ndarray, draws: list[np.ndarray], 
     best = np.empty((G.shape[0], len(draws)), dtype=np.int64)
     corr = np.empty((G.shape[0], len(draws)))
     for it, S in enumerate(draws):
-        best[:, it], top = _settle(scores[:, it], norm[:, it], lambda idx: exact_source[idx][:, S] @ units[it].T)
-        corr[:, it] = _correlation(top, norm[:, it], squares[:, it])
+        best[:, it] = _settle(scores[:, it], norm[:, it], lambda idx: exact_source[idx][:, S] @ units[it].T)
+        corr[:, it] = _exact_correlation(exact_source, S, units[it], best[:, it])
     best[np.isnan(corr)] = -1
     return best, corr
 
