@@ -608,7 +608,7 @@ def test_tied_leaves_go_to_the_first_whatever_the_rounding():
 def test_reported_correlations_are_float64_whatever_the_product_computing_the_scores():
     """The winner is found from a float32 matrix product, whose rounding depends on the BLAS kernel, the thread count
     and the machine; the correlation reported for it must not (rounded to 4 decimals as the release rounds them, a
-    float32 score flipped a digit of the demo's spatial mmc_results between two machines)."""
+    float32 score near a rounding boundary changes a digit of the demo's spatial mmc_results)."""
     from hmba_toolkit.mapping.assign import _best_leaf
 
     rng = np.random.default_rng(5)
