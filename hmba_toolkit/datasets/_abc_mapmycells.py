@@ -33,7 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .. import __version__
-from ..io.h5ad import read_h5ad_var
+from ..io.h5ad import read_h5ad_subset, read_h5ad_var
 from ..mapping import (ReferenceStats, map_cells, measured_genes, precompute_stats, query_markers, reference_markers,
                        write_query_markers)
 from ._demo_common import LEVELS
@@ -66,7 +66,7 @@ def reference_stats(raw_h5ad: Path, cells: pd.DataFrame, clusters: pd.DataFrame,
     if adjacent is None:
         stats = precompute_stats(raw_h5ad, LEVEL_LABELS, obs=obs, normalization="raw")
     else:
-        reference = ad.read_h5ad(raw_h5ad)[obs.index]
+        reference = read_h5ad_subset(raw_h5ad, obs.index)  # only the reference cells, not the whole file
         branch = pd.DataFrame({label: adjacent_label(label, adjacent.obs["type"]) for label in LEVEL_LABELS},
                               index=adjacent.obs_names)
         both = ad.AnnData(sp.vstack([sp.csr_matrix(reference.X), sp.csr_matrix(adjacent.X)], format="csr"),
